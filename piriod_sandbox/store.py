@@ -1,0 +1,294 @@
+"""The sandbox's customer store: SQLite tables, validation of writes, rendering of reads.
+
+Customers are kept in their *write* shape (country and state as codes) and rendered into
+the *read* shape (country and state as objects, DRF-style timestamps) when served. The
+rendered JSON of each customer is cached in the row, so a list page is a string join: the
+sandbox must not be the bottleneck of a benchmark that measures the tap.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+
+from piriod_sandbox.data import COUNTRIES, CURRENCIES, STATES, new_id, seed_customer
+
+WRITABLE = ("address", "country", "currency", "email", "metadata", "name", "phone", "state",
+            "tax_id", "tax_settings", "website")
+READ_ORDER = ("id", "name", "email", "address", "country", "state", "currency", "phone",
+              "tax_id", "tax_settings", "website", "metadata", "aggregations", "contacts",
+              "sources", "created", "updated")
+ORDERING_FIELDS = {"id": "id", "created": "created_us", "updated": "updated_us",
+                   "name": "name", "email": "email", "tax_id": "tax_id"}
+_MAX_LENGTHS = {"name": 255, "email": 254, "address": 500, "phone": 32, "tax_id": 64,
+                "website": 200}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
+# Offsets the sandbox may render timestamps in (``mixed_offsets``): all the same instant.
+_OFFSETS = [timezone(timedelta(hours=h, minutes=m)) for h, m in
+            ((0, 0), (-3, 0), (-5, 0), (5, 45), (9, 30), (-9, -30), (14, 0))]
+
+
+class ValidationError(Exception):
+    """A write the API refuses with 400 and a field-to-messages body."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+class NotFound(Exception):  # noqa: N818 - mirrors DRF's Http404
+    """An id that no customer has."""
+
+
+def now_us() -> int:
+    """Return the current time in microseconds since the epoch."""
+    return time.time_ns() // 1000
+
+
+def to_us(moment: datetime) -> int:
+    """Return an aware (or naive-as-UTC) datetime as microseconds since the epoch."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    delta = moment - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def render_time(micros: int, tz: timezone = timezone.utc) -> str:
+    """Render a timestamp as DRF does: isoformat, microseconds only when non-zero, Z for UTC."""
+    moment = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=micros)
+    return moment.astimezone(tz).isoformat().replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> int:
+    """Parse an ISO 8601 date or date-time filter value into microseconds (naive means UTC)."""
+    text = text.strip().replace(" ", "+") if "T" in text else text.strip()
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return to_us(moment)
+
+
+def validate_write(body: object, *, partial: bool, current: dict | None = None) -> dict:
+    """Return the writable fields of ``body`` or raise ValidationError as DRF would.
+
+    Read-only and unknown fields are ignored (DRF's behaviour); ``current`` is the stored
+    customer on a PATCH, so that a state is checked against the country it will end with.
+    """
+    if not isinstance(body, dict):
+        raise ValidationError({"non_field_errors": ["Invalid data. Expected a dictionary."]})
+    clean = {key: body[key] for key in WRITABLE if key in body}
+    errors: dict[str, list[str]] = {}
+    if not partial and not clean.get("name"):
+        errors["name"] = ["This field is required."]
+    for key, value in clean.items():
+        message = _field_error(key, value)
+        if message:
+            errors[key] = [message]
+    country = clean.get("country", (current or {}).get("country"))
+    state = clean.get("state")
+    if state and "state" not in errors and country and STATES[state][0] != country:
+        errors["state"] = [f'State "{state}" does not belong to country "{country}".']
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
+
+def _field_error(key: str, value: object) -> str | None:  # noqa: PLR0911 - one check a field
+    if value is None:
+        return "This field may not be null." if key == "name" else None
+    if key == "metadata":
+        return None if isinstance(value, dict) else 'Expected a dictionary of items but got type "{}".'.format(type(value).__name__)  # noqa: E501
+    if key in ("country", "state") and isinstance(value, dict):
+        return f"Incorrect type. Expected pk value, received {type(value).__name__}."
+    if not isinstance(value, str):
+        return "Not a valid string."
+    if key == "name" and not value.strip():
+        return "This field may not be blank."
+    if len(value) > _MAX_LENGTHS.get(key, 10_000):
+        return f"Ensure this field has no more than {_MAX_LENGTHS[key]} characters."
+    if key == "email" and value and not _EMAIL.match(value):
+        return "Enter a valid email address."
+    if key == "website" and value and not _URL.match(value):
+        return "Enter a valid URL."
+    if key == "country" and value not in COUNTRIES:
+        return f'Invalid pk "{value}" - object does not exist.'
+    if key == "state" and value not in STATES:
+        return f'Invalid pk "{value}" - object does not exist.'
+    if key == "currency" and value not in CURRENCIES:
+        return f'"{value}" is not a valid choice.'
+    return None
+
+
+class CustomerStore:
+    """Thread-safe customer storage in SQLite (in memory unless a path is given)."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._db.executescript(
+            """
+            PRAGMA journal_mode=WAL;
+            CREATE TABLE IF NOT EXISTS customers (
+                id TEXT PRIMARY KEY, seq INTEGER NOT NULL, shuffle INTEGER NOT NULL,
+                created_us INTEGER NOT NULL, updated_us INTEGER NOT NULL,
+                name TEXT, email TEXT, tax_id TEXT, country TEXT,
+                data TEXT NOT NULL, doc TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS by_updated ON customers (updated_us, seq);
+            CREATE INDEX IF NOT EXISTS by_created ON customers (created_us, seq);
+            CREATE INDEX IF NOT EXISTS by_seq ON customers (seq);
+            CREATE INDEX IF NOT EXISTS by_shuffle ON customers (shuffle);
+            CREATE INDEX IF NOT EXISTS by_tax_id ON customers (tax_id);
+            CREATE INDEX IF NOT EXISTS by_email ON customers (email);
+            """
+        )
+        self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM customers").fetchone()[0]
+        self._rng = random.Random()
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """Return how many customers exist."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM customers").fetchone()[0]
+
+    def get(self, customer_id: str, mixed_offsets: bool = False) -> dict:
+        """Return one customer in read shape, or raise NotFound."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data, created_us, updated_us FROM customers WHERE id = ?", (customer_id,)
+            ).fetchone()
+        if row is None:
+            raise NotFound(customer_id)
+        return self._render(json.loads(row[0]), row[1], row[2], mixed_offsets)
+
+    def page(self, where: list[tuple[str, object]], order_by: str, offset: int, limit: int,
+             mixed_offsets: bool = False) -> tuple[int, list[str]]:
+        """Return (total count, JSON documents of one page) for a filtered, ordered list."""
+        clause = " AND ".join(sql for sql, _ in where) or "1=1"
+        params = [value for _, value in where]
+        with self._lock:
+            total = self._db.execute(
+                f"SELECT COUNT(*) FROM customers WHERE {clause}", params  # noqa: S608
+            ).fetchone()[0]
+            rows = self._db.execute(
+                f"SELECT doc, data, created_us, updated_us FROM customers WHERE {clause} "  # noqa: S608
+                f"ORDER BY {order_by} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        if not mixed_offsets:
+            return total, [row[0] for row in rows]
+        return total, [json.dumps(self._render(json.loads(data), c, u, True))
+                       for _, data, c, u in rows]
+
+    def all_customers(self) -> list[dict]:
+        """Return every customer in read shape (UTC), in creation order: for test assertions."""
+        with self._lock:
+            rows = self._db.execute("SELECT doc FROM customers ORDER BY seq").fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(self, body: object) -> dict:
+        """Validate and insert a customer; return it in read shape."""
+        clean = validate_write(body, partial=False)
+        data = {key: clean.get(key) for key in WRITABLE}
+        data["metadata"] = data["metadata"] or {}
+        data.update(id=new_id(self._rng), contacts=[], sources=[],
+                    aggregations={"balance": 0, "sales": 0, "sales_current_period": 0})
+        stamp = now_us()
+        with self._lock:
+            self._insert(data, stamp, stamp)
+        return self._render(data, stamp, stamp)
+
+    def update(self, customer_id: str, body: object) -> dict:
+        """Validate and apply a partial update; ``updated`` moves even if nothing changed."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT data, created_us FROM customers WHERE id = ?", (customer_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(customer_id)
+            data = json.loads(row[0])
+            data.update(validate_write(body, partial=True, current=data))
+            stamp = now_us()
+            self._save(data, row[1], stamp)
+        return self._render(data, row[1], stamp)
+
+    def touch(self, ids: Iterable[str], updated_us: int | None, changes: dict) -> list[str]:
+        """Apply ``changes`` unvalidated and set ``updated`` (admin back door for tests)."""
+        stamp = updated_us if updated_us is not None else now_us()
+        touched = []
+        with self._lock:
+            for customer_id in ids:
+                row = self._db.execute(
+                    "SELECT data, created_us FROM customers WHERE id = ?", (customer_id,)
+                ).fetchone()
+                if row is None:
+                    raise NotFound(customer_id)
+                data = {**json.loads(row[0]), **changes}
+                self._save(data, row[1], stamp)
+                touched.append(customer_id)
+        return touched
+
+    def random_ids(self, count: int, seed: int | None = None) -> list[str]:
+        """Return ``count`` distinct random customer ids."""
+        with self._lock:
+            ids = [row[0] for row in self._db.execute("SELECT id FROM customers ORDER BY seq")]
+        return random.Random(seed).sample(ids, min(count, len(ids)))
+
+    def reset(self, seed_count: int = 0, rng_seed: int = 7) -> None:
+        """Delete every customer, then seed ``seed_count`` realistic ones."""
+        rng = random.Random(rng_seed)
+        now = datetime.now(timezone.utc)
+        with self._lock:
+            self._db.execute("DELETE FROM customers")
+            self._seq = 0
+            self._db.execute("BEGIN")
+            for index in range(1, seed_count + 1):
+                data = seed_customer(rng, index, now)
+                created, updated = data.pop("created"), data.pop("updated")
+                self._insert(data, to_us(created), to_us(updated))
+            self._db.execute("COMMIT")
+
+    def _insert(self, data: dict, created_us: int, updated_us: int) -> None:
+        self._seq += 1
+        self._db.execute(
+            "INSERT INTO customers (id, seq, shuffle, created_us, updated_us, name, email, "
+            "tax_id, country, data, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (data["id"], self._seq, self._rng.getrandbits(62), created_us, updated_us,
+             data.get("name"), data.get("email"), data.get("tax_id"), data.get("country"),
+             json.dumps(data), json.dumps(self._render(data, created_us, updated_us))),
+        )
+
+    def _save(self, data: dict, created_us: int, updated_us: int) -> None:
+        self._db.execute(
+            "UPDATE customers SET updated_us = ?, name = ?, email = ?, tax_id = ?, country = ?, "
+            "data = ?, doc = ? WHERE id = ?",
+            (updated_us, data.get("name"), data.get("email"), data.get("tax_id"),
+             data.get("country"), json.dumps(data),
+             json.dumps(self._render(data, created_us, updated_us)), data["id"]),
+        )
+
+    @staticmethod
+    def _render(data: dict, created_us: int, updated_us: int, mixed_offsets: bool = False
+                ) -> dict:
+        """Return the read shape: codes become objects, timestamps become DRF strings."""
+        tz = timezone.utc
+        if mixed_offsets:  # the same instant, shown in an offset picked by the id
+            tz = _OFFSETS[sum(map(ord, data["id"])) % len(_OFFSETS)]
+        country, state = data.get("country"), data.get("state")
+        shaped = {
+            **data,
+            "country": {"id": country, "name": COUNTRIES[country]} if country else None,
+            "state": {"id": state, "name": STATES[state][1], "country": STATES[state][0]}
+            if state in STATES else None,
+            "created": render_time(created_us, tz),
+            "updated": render_time(updated_us, tz),
+        }
+        return {key: shaped.get(key) for key in READ_ORDER}

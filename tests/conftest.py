@@ -1,0 +1,26 @@
+"""Shared fixtures: a real ``piriod-sandbox`` server process on 127.0.0.1 per test module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from piriod_sandbox import SandboxProcess
+
+SEED = 250
+
+
+@pytest.fixture(scope="module")
+def sandbox_server() -> Iterator[SandboxProcess]:
+    """One sandbox process for a test module (starting one takes ~0.2 s)."""
+    with SandboxProcess(SEED) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxProcess) -> SandboxProcess:
+    """The module's sandbox, reset to SEED fresh customers, no faults, zeroed counters."""
+    sandbox_server.set_faults()
+    sandbox_server.reset(SEED)
+    return sandbox_server
