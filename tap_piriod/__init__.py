@@ -1,0 +1,1 @@
+"""tap-piriod: a Singer tap for Piriod customers, incremental by their ``updated`` time."""

@@ -1,0 +1,1 @@
+"""target-piriod: a Singer target that upserts customers into Piriod."""
