@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from types import TracebackType
+
+import requests
 
 from piriod_sandbox.server import DEFAULT_TOKEN
 
@@ -68,11 +68,11 @@ class SandboxProcess:
 
     def call(self, method: str, path: str, body: object = None) -> object:
         """Call ``/_sandbox/<path>`` and return its JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}/_sandbox/{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - our URL
-            return json.loads(response.read())
+        response = requests.request(method, f"{self.url}/_sandbox/{path}", json=body,
+                                    timeout=120)
+        if response.status_code != 200:
+            raise RuntimeError(f"sandbox control {method} {path}: {response.text}")
+        return response.json()
 
     def reset(self, seed: int = 0, rng_seed: int = 7) -> None:
         """Replace all data with ``seed`` fresh customers; zero the counters."""

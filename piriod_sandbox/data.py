@@ -68,10 +68,11 @@ def seed_customer(rng: random.Random, index: int, now: datetime) -> dict:
     states = [code for code, (owner, _) in STATES.items() if owner == country]
     trade, last = rng.choice(_TRADE), rng.choice(_LAST)
     name = f"{trade} {last} {rng.choice(_SUFFIX)}"
-    slug = unicodedata.normalize("NFKD", f"{trade}{last}".lower()).encode("ascii", "ignore").decode()
+    folded = unicodedata.normalize("NFKD", f"{trade}{last}".lower())
+    slug = folded.encode("ascii", "ignore").decode()
     created = now - timedelta(seconds=rng.randint(86_400, 2 * 365 * 86_400),
                               microseconds=rng.randint(0, 999_999))
-    updated = min(now, created + timedelta(seconds=rng.randint(0, 365 * 86_400)))
+    updated = created + (now - created) * rng.random()
     rut = 76_000_000 + index
     contacts = [
         {

@@ -7,6 +7,7 @@ before or after a write is committed) and starts in a fraction of a second.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -95,27 +96,27 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server: SandboxServer
     server_version = "piriod-sandbox/0.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         """Serve GET."""
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         """Serve POST."""
         self._dispatch("POST")
 
-    def do_PATCH(self) -> None:  # noqa: N802
+    def do_PATCH(self) -> None:
         """Serve PATCH."""
         self._dispatch("PATCH")
 
-    def do_PUT(self) -> None:  # noqa: N802
+    def do_PUT(self) -> None:
         """Serve PUT (the control API only; the Piriod API answers 405)."""
         self._dispatch("PUT")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         """Answer DELETE (not part of the documented API: 405)."""
         self._dispatch("DELETE")
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         """Log requests only when the server runs verbose."""
         if self.server.verbose:
             LOGGER.info("%s %s", self.address_string(), format % args)
@@ -182,10 +183,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _drop(self) -> None:
         """Close the connection without a response, as a crashed proxy would."""
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     # -- the Piriod API ------------------------------------------------------------------
 
@@ -283,7 +282,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return {"ids": store.touch(ids, updated, data.get("changes") or {})}
 
 
-class _InvalidPage(Exception):  # noqa: N818 - DRF's name for it
+class _InvalidPage(Exception):
     pass
 
 
@@ -341,7 +340,8 @@ def _order_by(ordering: str | None) -> str:
     for raw in (ordering or "-created").split(","):
         name = raw.strip().lstrip("-")
         if name in ORDERING_FIELDS:
-            terms.append(f"{ORDERING_FIELDS[name]} {'DESC' if raw.strip().startswith('-') else 'ASC'}")
+            direction = "DESC" if raw.strip().startswith("-") else "ASC"
+            terms.append(f"{ORDERING_FIELDS[name]} {direction}")
     return ", ".join([*terms, "seq ASC"])
 
 

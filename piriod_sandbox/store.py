@@ -43,7 +43,7 @@ class ValidationError(Exception):
         self.errors = errors
 
 
-class NotFound(Exception):  # noqa: N818 - mirrors DRF's Http404
+class NotFound(Exception):
     """An id that no customer has."""
 
 
@@ -98,11 +98,11 @@ def validate_write(body: object, *, partial: bool, current: dict | None = None) 
     return clean
 
 
-def _field_error(key: str, value: object) -> str | None:  # noqa: PLR0911 - one check a field
+def _field_error(key: str, value: object) -> str | None:
     if value is None:
         return "This field may not be null." if key == "name" else None
     if key == "metadata":
-        return None if isinstance(value, dict) else 'Expected a dictionary of items but got type "{}".'.format(type(value).__name__)  # noqa: E501
+        return None if isinstance(value, dict) else f'Expected a dictionary of items but got type "{type(value).__name__}".'  # noqa: E501
     if key in ("country", "state") and isinstance(value, dict):
         return f"Incorrect type. Expected pk value, received {type(value).__name__}."
     if not isinstance(value, str):

@@ -1,0 +1,5 @@
+"""Run the tap as ``python -m tap_piriod``."""
+
+from tap_piriod.tap import TapPiriod
+
+TapPiriod.cli()
