@@ -1,0 +1,90 @@
+"""Every fault the API can throw at tap-piriod ends in a complete run or a clear error."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+from tap_helpers import TAP, run_tap, tap_config, write_json
+
+SECRET = "tok-s3cr3t-do-not-print-4f9a"
+
+
+def assert_complete(run, sandbox) -> None:
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert sorted(set(run.ids)) == sorted(c["id"] for c in sandbox.customers())
+    assert "Traceback" not in run.stderr
+    assert "JSONDecodeError" not in run.stderr
+
+
+@pytest.mark.parametrize("fault", ["429", "500", "502", "503_html", "drop", "malformed"])
+def test_transient_fault_is_retried_to_a_complete_run(sandbox, tmp_path, fault):
+    sandbox.set_faults(retry_after=1, script=[{"nth": 2, "fault": fault},
+                                              {"nth": 5, "fault": fault}])
+    run = run_tap(sandbox, tmp_path, page_size=25)
+    assert_complete(run, sandbox)
+    assert sandbox.call("GET", "faults")["injected"] == {fault: 2}
+    assert "Retry 1 of 3" in run.stderr
+
+
+def test_429_waits_what_retry_after_asks(sandbox, tmp_path):
+    sandbox.set_faults(retry_after=2, script=[{"nth": 1, "fault": "429"}])
+    run = run_tap(sandbox, tmp_path)
+    assert_complete(run, sandbox)
+    assert "in 2.0 s after" in run.stderr
+
+
+def test_timeout_is_retried(sandbox, tmp_path):
+    sandbox.set_faults(slow_ms=2500, script=[{"nth": 3, "fault": "slow"}])
+    run = run_tap(sandbox, tmp_path, page_size=50, request_timeout=1)
+    assert_complete(run, sandbox)
+    assert "Read timed out" in run.stderr
+
+
+def test_random_mix_of_faults_still_completes(sandbox, tmp_path):
+    sandbox.set_faults(retry_after=0, seed=11, random={
+        "429": 0.08, "502": 0.08, "503_html": 0.08, "drop": 0.08, "malformed": 0.08})
+    run = run_tap(sandbox, tmp_path, page_size=10, max_retries=8)
+    assert_complete(run, sandbox)
+    assert sum(sandbox.call("GET", "faults")["injected"].values()) >= 3
+
+
+def test_persistent_5xx_fails_with_a_clear_message(sandbox, tmp_path):
+    sandbox.set_faults(random={"503_html": 1.0})
+    run = run_tap(sandbox, tmp_path, max_retries=2)
+    assert run.returncode != 0
+    assert "GET /customers/ still failing after 3 attempts" in run.stderr
+    assert "an HTML page" in run.stderr
+    assert "JSONDecodeError" not in run.stderr
+
+
+def test_bad_token_fails_at_once_naming_the_setting_not_the_token(sandbox, tmp_path):
+    sandbox.reset_stats()
+    run = run_tap(sandbox, tmp_path, auth_token=SECRET)
+    assert run.returncode != 0
+    assert "401" in run.stderr and "auth_token" in run.stderr
+    assert SECRET not in run.stderr + json.dumps(run.messages)
+    assert sandbox.stats()["requests"] == 1, "a 401 must not be retried"
+
+
+def test_wrong_api_url_fails_naming_the_setting(sandbox, tmp_path):
+    run = run_tap(sandbox, tmp_path, api_url=f"{sandbox.url}/v9")
+    assert run.returncode != 0
+    assert "404" in run.stderr and "api_url" in run.stderr
+
+
+def test_token_never_printed(sandbox, tmp_path):
+    """Not in logs of a run with retries, not in --about, not in state."""
+    sandbox.set_faults(retry_after=0, script=[{"nth": 1, "fault": "503"}])
+    sandbox.call("POST", "reset", {"seed": 30})
+    # The sandbox only accepts its own token, so run against a proxy-free failure path too.
+    ok = run_tap(sandbox, tmp_path)
+    assert ok.returncode == 0
+    config = write_json(tmp_path, "secret.json", tap_config(sandbox, auth_token=SECRET))
+    about = subprocess.run([*TAP, "--about", "--format", "json", "--config", config],
+                           capture_output=True, text=True, check=True)
+    failing = run_tap(sandbox, tmp_path, auth_token=SECRET)
+    for text in (about.stdout, about.stderr, failing.stderr, json.dumps(failing.messages)):
+        assert SECRET not in text
+    assert "auth_token" in about.stdout
