@@ -35,6 +35,7 @@ class FaultPlan:
     rate_limit: float = 0.0
     ignore_params: bool = False
     mixed_offsets: bool = False
+    clock_offset_s: float = 0.0
 
     @classmethod
     def from_dict(cls, values: dict) -> FaultPlan:

@@ -79,8 +79,14 @@ class SandboxServer(ThreadingHTTPServer):
                  plan: FaultPlan | None = None, verbose: bool = False) -> None:
         super().__init__(address, SandboxHandler)
         self.store, self.token, self.verbose = store, token, verbose
-        self.faults = FaultInjector(plan)
+        self.faults = FaultInjector()
+        self.configure_faults(plan or FaultPlan())
         self.stats = Stats()
+
+    def configure_faults(self, plan: FaultPlan) -> None:
+        """Apply a fault plan, including a skewed server clock."""
+        self.faults.configure(plan)
+        self.store.clock_offset_us = int(plan.clock_offset_s * 1_000_000)
 
     @property
     def url(self) -> str:
@@ -115,6 +121,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         """Answer DELETE (not part of the documented API: 405)."""
         self._dispatch("DELETE")
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """Stamp the Date header with the server's (possibly skewed) clock."""
+        skew = self.server.faults.plan.clock_offset_s
+        return super().date_time_string((timestamp or time.time()) + skew)
 
     def log_message(self, format: str, *args: object) -> None:
         """Log requests only when the server runs verbose."""
@@ -257,7 +268,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 server.stats.reset()
                 return 200, _json({"customers": server.store.count()})
             if route == ("PUT", "/_sandbox/faults"):
-                server.faults.configure(FaultPlan.from_dict(data))
+                server.configure_faults(FaultPlan.from_dict(data))
                 return 200, _json(server.faults.plan.to_dict())
             if route == ("GET", "/_sandbox/faults"):
                 return 200, _json({**server.faults.plan.to_dict(),

@@ -149,6 +149,11 @@ class CustomerStore:
         )
         self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM customers").fetchone()[0]
         self._rng = random.Random()
+        self.clock_offset_us = 0  # a server whose clock is off (fault plan's clock_offset_s)
+
+    def now_us(self) -> int:
+        """Return the server's idea of now, in microseconds."""
+        return now_us() + self.clock_offset_us
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -201,7 +206,7 @@ class CustomerStore:
         data["metadata"] = data["metadata"] or {}
         data.update(id=new_id(self._rng), contacts=[], sources=[],
                     aggregations={"balance": 0, "sales": 0, "sales_current_period": 0})
-        stamp = now_us()
+        stamp = self.now_us()
         with self._lock:
             self._insert(data, stamp, stamp)
         return self._render(data, stamp, stamp)
@@ -216,13 +221,13 @@ class CustomerStore:
                 raise NotFound(customer_id)
             data = json.loads(row[0])
             data.update(validate_write(body, partial=True, current=data))
-            stamp = now_us()
+            stamp = self.now_us()
             self._save(data, row[1], stamp)
         return self._render(data, row[1], stamp)
 
     def touch(self, ids: Iterable[str], updated_us: int | None, changes: dict) -> list[str]:
         """Apply ``changes`` unvalidated and set ``updated`` (admin back door for tests)."""
-        stamp = updated_us if updated_us is not None else now_us()
+        stamp = updated_us if updated_us is not None else self.now_us()
         touched = []
         with self._lock:
             for customer_id in ids:

@@ -13,14 +13,18 @@ How it never misses a record:
   largest value seen, compared as text) is the newest instant seen.
 * The stream declares itself unsorted: the bookmark only advances when the whole stream
   has been read, and the SDK caps it at the moment the run started (its "signpost"), so a
-  change made during the run is picked up by the next one.
+  change made during the run is picked up by the next one. "The moment the run started"
+  is taken from the server's clock (its ``Date`` header) when that is earlier than ours:
+  ``updated`` is stamped by the server, and a client clock running ahead would otherwise
+  let the bookmark jump over changes made while the run was reading.
 """
 
 from __future__ import annotations
 
 import time
 import typing as t
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers._util import utc_now
@@ -58,6 +62,7 @@ class CustomersStream(PiriodStream):
         self._since: str | None = None
         self._progress = {"emitted": 0, "skipped": 0, "pages": 0}
         self._started = self._last_report = time.monotonic()
+        self._signpost: str | None = None
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         """Ask for big pages in creation order, filtered by bookmark and country if set."""
@@ -80,8 +85,10 @@ class CustomersStream(PiriodStream):
         self._report_progress(final=True)
 
     def parse_response(self, response: t.Any) -> t.Iterable[dict]:
-        """Count pages for progress reports."""
+        """Count pages for progress reports; check the server's clock on the first one."""
         self._progress["pages"] += 1
+        if self._progress["pages"] == 1:
+            self._cap_signpost_by_server_clock(response)
         yield from super().parse_response(response)
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
@@ -99,7 +106,27 @@ class CustomersStream(PiriodStream):
 
     def get_replication_key_signpost(self, context: Context | None = None) -> str | None:
         """Cap the bookmark at the run's start time, in the same text form as the records."""
-        return utc_text(utc_now()) if self._incremental else None
+        self._signpost = utc_text(utc_now()) if self._incremental else None
+        return self._signpost
+
+    def _cap_signpost_by_server_clock(self, response: t.Any) -> None:
+        """Lower the signpost to the server's time of the first query, if that is earlier.
+
+        ``Date`` has one-second resolution and is stamped after the query ran, hence the
+        margin of the request's duration plus one second.
+        """
+        date = response.headers.get("Date")
+        if not (self._signpost and date):
+            return
+        try:
+            server_start = parsedate_to_datetime(date) - response.elapsed - timedelta(seconds=1)
+        except (TypeError, ValueError):
+            return
+        if utc_text(server_start) < self._signpost:
+            self.logger.info("The server's clock is behind ours; bookmark capped at %s",
+                             utc_text(server_start))
+            self._signpost = utc_text(server_start)
+            self._write_replication_key_signpost(self.context, self._signpost)
 
     @property
     def _incremental(self) -> bool:
