@@ -1,0 +1,309 @@
+"""HTTP client for the Piriod customers API: auth, pooling, retries and shared pacing.
+
+Every request of a run goes through one ``PiriodClient``: one ``requests.Session`` whose
+connection pool is at least as large as the number of writer threads (so keep-alive
+connections are reused instead of re-opened), and one ``Throttle`` that all threads
+consult before sending, so that a 429 slows the whole run down instead of every thread
+hammering the API and sleeping on its own.
+
+Retries are decided by whether repeating a request is safe. GET and PATCH are
+idempotent, so they are retried on 5xx, timeouts, dropped connections and unparsable
+bodies. A POST whose outcome is unknown (the server may have committed it) is *not*
+retried here: ``OutcomeUnknownError`` goes back to the caller, which must look the key
+up before posting again (see ``target_piriod.loader``).
+"""
+
+from __future__ import annotations
+
+import collections
+import email.utils
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+CUSTOMERS_PATH = "/customers/"
+PAGE_SIZE = 100
+BACKOFF_BASE_SECONDS = 0.25
+BACKOFF_CAP_SECONDS = 20.0
+RETRY_AFTER_CAP_SECONDS = 300.0
+THROTTLED_ATTEMPTS_FACTOR = 10  # 429s are expected under a rate limit: a larger budget
+
+
+class PiriodError(Exception):
+    """Base of the errors this client raises; messages never contain the token."""
+
+
+class ApiError(PiriodError):
+    """A 4xx answer (other than 429): the API refused the request as sent."""
+
+    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+        self.method, self.path, self.status, self.body = method, path, status, body
+        super().__init__(f"{method} {path} answered {status}: {_short(body)}")
+
+
+class AuthError(ApiError):
+    """401/403: no record can be loaded with these credentials, so the run stops."""
+
+
+class RetriesExhaustedError(PiriodError):
+    """A request kept failing with retryable errors until its attempts ran out."""
+
+
+class OutcomeUnknownError(PiriodError):
+    """A POST may or may not have been committed (5xx, timeout, dropped connection)."""
+
+
+@dataclass
+class Throttle:
+    """Shared pacing for all threads: a "not before" gate plus an AIMD request rate.
+
+    Until the first 429 there is no pacing. A 429 closes the gate for ``Retry-After``
+    seconds (for every thread) and sets a rate slightly under the rate the API was
+    accepting, after which requests are spaced evenly; the rate then creeps up slowly
+    (additive increase) and is cut again (multiplicative decrease) by the next 429.
+    """
+
+    increase_per_second: float = 0.02  # fraction of the rate regained per second
+    decrease_factor: float = 0.85
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _not_before: float = 0.0
+    _next_slot: float = 0.0
+    _rate: float | None = None
+    _rate_set_at: float = 0.0
+    _cooldown_until: float = 0.0
+    _successes: collections.deque = field(default_factory=lambda: collections.deque(maxlen=4096))
+    throttled: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        """Return the current paced rate in requests per second (None: unpaced)."""
+        with self._lock:
+            return self._current_rate(time.monotonic())
+
+    def wait(self) -> None:
+        """Block until this thread may send its next request."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._not_before)
+            rate = self._current_rate(now)
+            if rate:
+                slot = max(slot, self._next_slot)
+                self._next_slot = slot + 1.0 / rate
+        delay = slot - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def on_success(self) -> None:
+        """Record an accepted request (the measure of what the API lets through)."""
+        with self._lock:
+            self._successes.append(time.monotonic())
+
+    def on_throttled(self, retry_after: float) -> None:
+        """Close the gate for ``retry_after`` seconds and lower the rate (once per burst)."""
+        with self._lock:
+            now = time.monotonic()
+            self.throttled += 1
+            self._not_before = max(self._not_before, now + retry_after)
+            if now < self._cooldown_until:
+                return  # the other threads' 429s of the same burst: decrease once
+            accepted = sum(1 for stamp in self._successes if stamp > now - 1.0)
+            current = self._current_rate(now)
+            base = current if current else float(max(accepted, 1))
+            self._rate = max(1.0, base * self.decrease_factor)
+            self._rate_set_at = now + retry_after
+            self._cooldown_until = now + retry_after + 1.0
+
+    def _current_rate(self, now: float) -> float | None:
+        if self._rate is None:
+            return None
+        grown = max(0.0, now - self._rate_set_at) * self.increase_per_second
+        return self._rate * (1.0 + grown)
+
+
+class PiriodClient:
+    """A thread-safe client for ``/customers/`` with pooled keep-alive connections."""
+
+    def __init__(self, api_url: str, token: str, *, timeout: float = 30.0,
+                 max_retries: int = 5, user_agent: str = "target-piriod",
+                 pool_size: int = 4) -> None:
+        self.base_url = api_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.max_retries = max(0, max_retries)
+        self.throttle = Throttle()
+        self._token = token
+        self.session = _session(token, user_agent, pool_size)
+        self.requests_sent = 0
+
+    # -- the API -------------------------------------------------------------------------
+
+    def iter_customers(self, params: dict[str, Any] | None = None) -> Iterator[dict]:
+        """Yield every customer of a (possibly filtered) list, following ``next`` links."""
+        query: dict[str, Any] | None = {"page_size": PAGE_SIZE, **(params or {})}
+        while query is not None:
+            page = self._call("GET", CUSTOMERS_PATH, params=query)
+            yield from page.get("results") or []
+            # Follow ``next`` by its query only: the token never goes to another host.
+            next_url = page.get("next")
+            query = dict(parse_qsl(urlsplit(next_url).query)) if next_url else None
+
+    def get_customer(self, customer_id: str) -> dict | None:
+        """Return one customer, or None if the API does not know the id (404)."""
+        try:
+            return self._call("GET", f"{CUSTOMERS_PATH}{customer_id}/")
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_customer(self, payload: dict) -> dict:
+        """POST a customer. Raises OutcomeUnknownError when it may have been committed."""
+        return self._call("POST", CUSTOMERS_PATH, json_body=payload, idempotent=False)
+
+    def update_customer(self, customer_id: str, changes: dict) -> dict:
+        """PATCH the given attributes (idempotent: the same body twice is one change)."""
+        return self._call("PATCH", f"{CUSTOMERS_PATH}{customer_id}/", json_body=changes)
+
+    def backoff(self, attempt: int) -> None:
+        """Sleep an exponentially growing, jittered delay before retry number ``attempt``."""
+        ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * (2 ** attempt))
+        time.sleep(ceiling * random.uniform(0.5, 1.0))
+
+    def redact(self, text: str) -> str:
+        """Return ``text`` with the token blanked out (belt and braces for messages)."""
+        return text.replace(self._token, "***") if self._token else text
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.session.close()
+
+    # -- the retry loop ------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, params: dict | None = None,
+              json_body: dict | None = None, idempotent: bool = True) -> Any:
+        """Send one logical request, retrying what is safe to retry, and return its JSON."""
+        failures = throttled = 0
+        while True:
+            self.throttle.wait()
+            outcome = self._attempt(method, path, params, json_body)
+            if isinstance(outcome, _Throttled):
+                throttled += 1
+                if throttled > self.max_retries * THROTTLED_ATTEMPTS_FACTOR:
+                    raise RetriesExhaustedError(f"{method} {_path(path)} still throttled (429) "
+                                                f"after {throttled} attempts")
+                self.throttle.on_throttled(outcome.retry_after)
+                continue
+            if not isinstance(outcome, _Transient):
+                self.throttle.on_success()
+                return outcome
+            if not idempotent and not outcome.not_sent:
+                raise OutcomeUnknownError(f"{method} {_path(path)}: {outcome.reason}")
+            failures += 1
+            if failures > self.max_retries:
+                raise RetriesExhaustedError(f"{method} {_path(path)} failed after {failures} "
+                                            f"attempts; last error: {outcome.reason}")
+            self.backoff(failures - 1)
+
+    def _attempt(self, method: str, path: str, params: dict | None,
+                 json_body: dict | None) -> Any:
+        """Send once; return the parsed JSON, a _Throttled or a _Transient, or raise."""
+        self.requests_sent += 1
+        try:
+            response = self.session.request(method, urljoin(self.base_url, path.lstrip("/")),
+                                            params=params, json=json_body,
+                                            timeout=self.timeout)
+        except requests.exceptions.ConnectTimeout as error:
+            return _Transient(f"connect timeout ({type(error).__name__})", not_sent=True)
+        except requests.exceptions.Timeout as error:
+            return _Transient(f"timeout after {self.timeout}s ({type(error).__name__})")
+        except requests.exceptions.ConnectionError as error:
+            return _Transient(f"connection error ({_reason(error)})",
+                              not_sent=_never_connected(error))
+        except requests.exceptions.RequestException as error:
+            return _Transient(f"request failed ({type(error).__name__})")
+        return self._classify(method, path, response)
+
+    def _classify(self, method: str, path: str, response: requests.Response) -> Any:
+        status = response.status_code
+        if status == 429:
+            return _Throttled(_retry_after(response.headers.get("Retry-After")))
+        if status >= 500:
+            return _Transient(f"HTTP {status} {_short(_body(response))}")
+        if status >= 400:
+            error_class = AuthError if status in (401, 403) else ApiError
+            raise error_class(method, _path(path), status, _body(response))
+        try:
+            return response.json()
+        except ValueError:
+            return _Transient(f"HTTP {status} with an unparsable body")
+
+
+@dataclass
+class _Throttled:
+    retry_after: float
+
+
+@dataclass
+class _Transient:
+    reason: str
+    not_sent: bool = False
+
+
+def _session(token: str, user_agent: str, pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1) + 2,
+                          max_retries=0, pool_block=True)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": user_agent,
+                            "Accept": "application/json"})
+    return session
+
+
+def _retry_after(value: str | None) -> float:
+    """Parse Retry-After (seconds or an HTTP date); default 1 s; capped."""
+    if not value:
+        return 1.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 1.0
+        seconds = moment.timestamp() - time.time()
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_SECONDS)
+
+
+def _never_connected(error: Exception) -> bool:
+    """Return True if the connection was refused or never established (nothing was sent)."""
+    text = repr(error)
+    return "NewConnectionError" in text or "Connection refused" in text
+
+
+def _reason(error: Exception) -> str:
+    inner = error.args[0] if error.args else error
+    return type(getattr(inner, "reason", inner)).__name__
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]
+
+
+def _short(body: Any) -> str:
+    text = body if isinstance(body, str) else repr(body)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _path(path: str) -> str:
+    """Return a path for messages (kept short and free of query strings)."""
+    return path.split("?", 1)[0]

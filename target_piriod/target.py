@@ -1,0 +1,191 @@
+"""target-piriod: upserts customer records into Piriod (reverse ETL), idempotently."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import uuid
+from functools import cached_property
+from typing import ClassVar
+
+import click
+from singer_sdk import Target
+from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
+from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.metrics import get_metrics_logger
+
+from target_piriod.loader import MODES, Loader, LoadError, Summary
+from target_piriod.matching import ConfigError, KeySpec
+from target_piriod.sinks import CustomersSink
+
+STREAM = "customers"
+
+
+class UnknownStreamError(click.ClickException):
+    """A stream other than ``customers`` reached the target unmapped."""
+
+
+class TooManyRejectsError(click.ClickException):
+    """More records were rejected than ``max_rejects`` allows."""
+
+
+class TargetPiriod(Target):
+    """Singer target that upserts ``customers`` records into Piriod."""
+
+    name = "target-piriod"
+    package_name = "piriod-singer"
+    default_sink_class = CustomersSink
+    # No FLATTENING (metadata must stay an object), no VALIDATE_RECORDS (records are
+    # validated against Piriod's write schema and dead-lettered, never fatal).
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.ABOUT, PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.STRUCTURED_LOGGING]
+
+    config_jsonschema = th.PropertiesList(
+        th.Property("auth_token", th.StringType, required=True, secret=True,
+                    title="Auth token",
+                    description="Piriod API token, sent as 'Authorization: Bearer <token>'. "
+                                "Never logged, nor written to the dead-letter file."),
+        th.Property("api_url", th.StringType, default="https://api.piriod.com",
+                    title="API URL", description="Base URL of the Piriod API."),
+        th.Property("match_field", th.StringType, default="id", title="Match field",
+                    description="How records without a Piriod 'id' are matched to customers: "
+                                "'id' (records without an id are rejected), an attribute "
+                                "such as 'tax_id' or 'email', or 'metadata.<key>' for an "
+                                "external id kept in the customer's metadata. A record "
+                                "with an 'id' is always matched by it."),
+        th.Property("mode", th.StringType, default="upsert", allowed_values=list(MODES),
+                    title="Mode",
+                    description="'upsert' creates unmatched records and patches matched "
+                                "ones; 'create_only' never patches (matched records are "
+                                "skipped); 'update_only' never creates (unmatched records "
+                                "are rejected)."),
+        th.Property("dry_run", th.BooleanType, default=False, title="Dry run",
+                    description="Read and match, but send no writes: report what would be "
+                                "created, updated, left unchanged and rejected."),
+        th.Property("dead_letter_path", th.StringType,
+                    default="target-piriod-rejects.jsonl", title="Dead-letter path",
+                    description="JSONL file that rejected records are appended to, each "
+                                "with its key, reason and the API's error body."),
+        th.Property("max_rejects", th.IntegerType(minimum=0), default=0,
+                    title="Max rejects",
+                    description="The run exits non-zero if more records than this were "
+                                "rejected (they are in the dead-letter file either way)."),
+        th.Property("max_workers", th.IntegerType(minimum=1, maximum=64), default=4,
+                    title="Max workers",
+                    description="Concurrent write requests (threads over pooled keep-alive "
+                                "connections)."),
+        th.Property("request_timeout", th.NumberType(minimum=0.1), default=30,
+                    title="Request timeout", description="Seconds to wait for a response."),
+        th.Property("max_retries", th.IntegerType(minimum=0), default=5,
+                    title="Max retries",
+                    description="Retries of a request failing with 5xx, a timeout or a "
+                                "dropped connection (429s get a larger budget and honour "
+                                "Retry-After) before the run fails."),
+        th.Property("user_agent", th.StringType, default="target-piriod/0.1.0",
+                    title="User agent", description="User-Agent header of every request."),
+    ).to_dict()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.max_parallelism = 1  # one stream; its writes are concurrent in the Loader
+        self.run_id = uuid.uuid4().hex[:12]
+        self._last_state_json: str | None = None
+        try:
+            KeySpec.parse(self.config.get("match_field") or "id")
+        except ConfigError as error:
+            raise ConfigValidationError(str(error), errors=[str(error)]) from error
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        """Add the SDK's built-in settings, except ``load_method`` (always an upsert here)."""
+        super().append_builtin_config(config_jsonschema)
+        config_jsonschema["properties"].pop("load_method", None)
+
+    @cached_property
+    def loader(self) -> Loader:
+        """Return the run's Loader (HTTP client, customer index, writer threads)."""
+        return Loader(self.config, self.logger, self.run_id)
+
+    def get_sink_class(self, stream_name: str) -> type[CustomersSink]:
+        """Return the sink for ``customers``; refuse any other stream loudly."""
+        if stream_name == STREAM or self._dropped_by_maps(stream_name):
+            return CustomersSink
+        raise UnknownStreamError(
+            f"target-piriod loads only the '{STREAM}' stream, got '{stream_name}'. Map it "
+            f'with stream_maps, e.g. {{"stream_maps": {{"{stream_name}": '
+            f'{{"__alias__": "{STREAM}"}}}}}}, or drop it with {{"{stream_name}": null}}.')
+
+    def _dropped_by_maps(self, stream_name: str) -> bool:
+        maps = self.mapper.stream_maps.get(stream_name) or []
+        return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
+
+    # -- state and the end of the run ----------------------------------------------------
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        """Process a record; after a full batch was drained, emit the latest STATE.
+
+        The SDK only emits STATE when it drains every sink; a full sink is drained alone.
+        With a single stream, an empty sink right after that drain means every record
+        before the latest STATE is written or dead-lettered, so the state can advance.
+        """
+        with self._summary_on_failure():
+            super()._process_record_message(message_dict)
+        if self._latest_state and not self._sinks_to_clear and all(
+                sink.current_size == 0 for sink in self._sinks_active.values()):
+            self._write_state_message(copy.deepcopy(self._latest_state))
+
+    def _write_state_message(self, state: dict) -> None:
+        """Emit a STATE unless it is the one emitted last."""
+        state_json = json.dumps(state, sort_keys=True)
+        if state_json != self._last_state_json:
+            super()._write_state_message(state)
+            self._last_state_json = state_json
+
+    def process_endofpipe(self) -> None:
+        """Drain, print the summary, and fail if more than ``max_rejects`` were rejected."""
+        with self._summary_on_failure():
+            super().process_endofpipe()
+        summary = self._report(self.loader.finish())
+        limit = int(self.config.get("max_rejects") or 0)
+        if summary.rejected > limit:
+            path = self.loader.rejects.path
+            raise TooManyRejectsError(
+                f"{summary.rejected} record(s) rejected, more than max_rejects={limit}; "
+                f"see {path} (lines with run_id {self.run_id})")
+
+    def _summary_on_failure(self) -> _SummaryOnFailure:
+        return _SummaryOnFailure(self)
+
+    def _report(self, summary: Summary, failed: bool = False) -> Summary:
+        """Print the one-line summary on stderr and log it as an SDK metric."""
+        line = summary.line() + (" (run failed)" if failed else "")
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+        point = {"type": "summary", "metric": "target_piriod_summary",
+                 "value": summary.as_dict(), "tags": {"stream": STREAM, "run_id": self.run_id,
+                                                      "failed": failed}}
+        get_metrics_logger().info("METRIC: %s", json.dumps(point, separators=(",", ":")))
+        return summary
+
+
+class _SummaryOnFailure:
+    """Context manager: when a load fails, still print the summary before the error."""
+
+    def __init__(self, target: TargetPiriod) -> None:
+        self.target = target
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: object) -> None:
+        if isinstance(error, LoadError):
+            self.target._report(self.target.loader.finish(), failed=True)
+
+
+if __name__ == "__main__":
+    TargetPiriod.cli()
