@@ -57,7 +57,14 @@ class RetriesExhaustedError(PiriodError):
 
 
 class OutcomeUnknownError(PiriodError):
-    """A POST may or may not have been committed (5xx, timeout, dropped connection)."""
+    """A POST may or may not have been committed (5xx, timeout, dropped connection).
+
+    ``timed_out`` tells the caller the server may *still* be working on it.
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 @dataclass
@@ -203,7 +210,8 @@ class PiriodClient:
                 self.throttle.on_success()
                 return outcome
             if not idempotent and not outcome.not_sent:
-                raise OutcomeUnknownError(f"{method} {_path(path)}: {outcome.reason}")
+                raise OutcomeUnknownError(f"{method} {_path(path)}: {outcome.reason}",
+                                          timed_out=outcome.timed_out)
             failures += 1
             if failures > self.max_retries:
                 raise RetriesExhaustedError(f"{method} {_path(path)} failed after {failures} "
@@ -221,7 +229,8 @@ class PiriodClient:
         except requests.exceptions.ConnectTimeout as error:
             return _Transient(f"connect timeout ({type(error).__name__})", not_sent=True)
         except requests.exceptions.Timeout as error:
-            return _Transient(f"timeout after {self.timeout}s ({type(error).__name__})")
+            return _Transient(f"timeout after {self.timeout}s ({type(error).__name__})",
+                              timed_out=True)
         except requests.exceptions.ConnectionError as error:
             return _Transient(f"connection error ({_reason(error)})",
                               not_sent=_never_connected(error))
@@ -253,6 +262,7 @@ class _Throttled:
 class _Transient:
     reason: str
     not_sent: bool = False
+    timed_out: bool = False
 
 
 def _session(token: str, user_agent: str, pool_size: int) -> requests.Session:

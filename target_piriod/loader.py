@@ -327,6 +327,8 @@ class Loader:
                 last = error
                 self.logger.warning("Create of %s=%r may have happened (%s): looking it up "
                                     "before posting again", *action.key, error)
+                if error.timed_out:  # the server may still be committing it: give it time
+                    time.sleep(self.client.timeout)
                 found = self._find_remote(action.key, body)
                 if found is not None:
                     return self._reconcile(found, action)
