@@ -154,6 +154,10 @@ class Loader:
             items = [item for item in map(self._prepare, records) if item is not None]
             actions = self._plan(items)
             self._write_all(actions)
+        except AuthError as error:
+            raise LoadError(self.client.redact(
+                f"Piriod refused the credentials ({error}); check auth_token and api_url"),
+            ) from error
         except PiriodError as error:
             raise LoadError(self.client.redact(str(error))) from error
         merged = sum(len(action.items) - 1 for action in actions)
