@@ -3,7 +3,8 @@
 A plan combines a script (the nth request, optionally of one method, gets a named fault),
 random faults by probability, a token-bucket rate limit answering 429, fixed latency, and
 switches that make the server behave like a less helpful API (ignoring ordering and date
-filters, rendering timestamps in mixed UTC offsets).
+filters or refusing them with 400, rendering timestamps in mixed UTC offsets, a clock that
+is off).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class FaultPlan:
     ignore_params: bool = False
     mixed_offsets: bool = False
     clock_offset_s: float = 0.0
+    reject_params: list[str] = field(default_factory=list)  # list params answered with 400
 
     @classmethod
     def from_dict(cls, values: dict) -> FaultPlan:

@@ -241,6 +241,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
         page = _positive_int(params.get("page"), 1, strict=True)
         size = min(_positive_int(params.get("page_size"), DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
         plan = self.server.faults.plan
+        refused = sorted(set(params) & set(plan.reject_params))
+        if refused:
+            raise ValidationError({name: ["Unknown query parameter."] for name in refused})
         where = _filters(params, honour_all=not plan.ignore_params)
         order_by = "shuffle" if plan.ignore_params else _order_by(params.get("ordering"))
         offset = (page - 1) * size

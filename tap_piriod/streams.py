@@ -8,7 +8,8 @@ How it never misses a record:
   between two pages unseen. In creation order an update moves nothing; new customers can
   only push records forward, which re-reads one (harmless) instead of skipping one.
 * The server is asked to filter (``updated__gte``), and every record is checked again
-  here, comparing instants, because a server may ignore the filter.
+  here, comparing instants, because a server may ignore the filter (or refuse it with a
+  400, in which case we read without it).
 * ``updated`` values are rewritten in one UTC format, so that the SDK's bookmark (the
   largest value seen, compared as text) is the newest instant seen.
 * The stream declares itself unsorted: the bookmark only advances when the whole stream
@@ -27,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._util import utc_now
 
 from tap_piriod.client import PiriodStream
@@ -47,6 +49,12 @@ def utc_text(value: str | datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
+def refuses_our_parameters(error: FatalAPIError) -> bool:
+    """Tell whether a 400 names the optional parameters we add (a stricter API than DRF)."""
+    text = str(error)
+    return " 400 " in text and ("updated__gte" in text or "ordering" in text)
+
+
 class CustomersStream(PiriodStream):
     """Piriod customers, incremental by ``updated``."""
 
@@ -63,15 +71,15 @@ class CustomersStream(PiriodStream):
         self._progress = {"emitted": 0, "skipped": 0, "pages": 0}
         self._started = self._last_report = time.monotonic()
         self._signpost: str | None = None
+        self._server_side_filtering = True
 
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         """Ask for big pages in creation order, filtered by bookmark and country if set."""
-        params: dict[str, t.Any] = {
-            "page_size": self.config["page_size"],
-            "ordering": "created,id",
-        }
-        if self._since:
-            params["updated__gte"] = self._since
+        params: dict[str, t.Any] = {"page_size": self.config["page_size"]}
+        if self._server_side_filtering:
+            params["ordering"] = "created,id"
+            if self._since:
+                params["updated__gte"] = self._since
         if self.config.get("country_name"):
             params["country__name"] = self.config["country_name"]
         return params
@@ -81,7 +89,15 @@ class CustomersStream(PiriodStream):
         start = self.get_starting_timestamp(context) if self._incremental else None
         self._since = utc_text(start) if start else None
         self.logger.info("Reading customers updated at or after %s", self._since or "the start")
-        yield from super().get_records(context)
+        try:
+            yield from super().get_records(context)
+        except FatalAPIError as error:
+            if self._progress["pages"] or not refuses_our_parameters(error):
+                raise
+            self.logger.warning("The API refused the ordering/updated__gte parameters (%s); "
+                                "reading without them and filtering here", error)
+            self._server_side_filtering = False
+            yield from super().get_records(context)
         self._report_progress(final=True)
 
     def parse_response(self, response: t.Any) -> t.Iterable[dict]:

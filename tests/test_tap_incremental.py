@@ -73,6 +73,11 @@ def test_server_ignoring_ordering_and_filters(sandbox, tmp_path):
     assert_changes_arrive(sandbox, tmp_path, page_size=20)
 
 
+def test_server_refusing_ordering_and_filters_with_400(sandbox, tmp_path):
+    sandbox.set_faults(reject_params=["ordering", "updated__gte"])
+    assert_changes_arrive(sandbox, tmp_path, page_size=50)
+
+
 def test_mixed_utc_offsets_compare_instants_not_strings(sandbox, tmp_path):
     sandbox.set_faults(mixed_offsets=True)
     headers = {"Authorization": f"Bearer {sandbox.token}"}
