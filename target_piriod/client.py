@@ -72,14 +72,17 @@ class Throttle:
     """Shared pacing for all threads: a "not before" gate plus an AIMD request rate.
 
     Until the first 429 there is no pacing. A 429 closes the gate for ``Retry-After``
-    seconds (for every thread) and sets a rate slightly under the rate the API was
-    accepting, after which requests are spaced evenly; the rate then creeps up slowly
-    (additive increase) and is cut again (multiplicative decrease) by the next 429.
+    seconds (for every thread) and sets a rate under the rate the API was accepting just
+    before, after which requests are spaced evenly; the rate then creeps up slowly
+    (additive increase) and is cut again (multiplicative decrease) by the next 429. The
+    429s of one burst (several threads hit at once) count as one decrease.
     """
 
     increase_per_second: float = 0.02  # fraction of the rate regained per second
-    decrease_factor: float = 0.85
+    decrease_factor: float = 0.75
+    min_evidence: int = 3  # accepted requests needed before a rate is estimated
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _first_at: float | None = None
     _not_before: float = 0.0
     _next_slot: float = 0.0
     _rate: float | None = None
@@ -98,6 +101,8 @@ class Throttle:
         """Block until this thread may send its next request."""
         with self._lock:
             now = time.monotonic()
+            if self._first_at is None:
+                self._first_at = now
             slot = max(now, self._not_before)
             rate = self._current_rate(now)
             if rate:
@@ -119,13 +124,21 @@ class Throttle:
             self.throttled += 1
             self._not_before = max(self._not_before, now + retry_after)
             if now < self._cooldown_until:
-                return  # the other threads' 429s of the same burst: decrease once
-            accepted = sum(1 for stamp in self._successes if stamp > now - 1.0)
+                return
+            self._cooldown_until = now + retry_after + 0.5
             current = self._current_rate(now)
-            base = current if current else float(max(accepted, 1))
-            self._rate = max(1.0, base * self.decrease_factor)
+            if current is None:
+                current = self._accepted_rate(now)
+                if current is None:
+                    return  # no evidence of a rate yet: the gate alone
+            self._rate = max(1.0, current * self.decrease_factor)
             self._rate_set_at = now + retry_after
-            self._cooldown_until = now + retry_after + 1.0
+
+    def _accepted_rate(self, now: float) -> float | None:
+        """Return the accepted requests per second over the last second (or since start)."""
+        window = min(1.0, max(0.05, now - (self._first_at or now)))
+        accepted = sum(1 for stamp in self._successes if stamp > now - window)
+        return accepted / window if accepted >= self.min_evidence else None
 
     def _current_rate(self, now: float) -> float | None:
         if self._rate is None:
