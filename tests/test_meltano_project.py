@@ -1,0 +1,121 @@
+"""The Meltano project itself: meltano.yml is valid, settings and secrets resolve as documented.
+
+These run the real ``meltano`` CLI on a temp copy of the project but install nothing
+(``meltano config`` reads meltano.yml, the environment and ``.env``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+pytestmark = pytest.mark.meltano
+
+REPO = Path(__file__).resolve().parents[1]
+MELTANO = Path(sys.executable).parent / "meltano"
+PLUGINS = {"tap-piriod": "extractors", "target-piriod": "loaders"}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of meltano.yml in a temp dir: .env and state written there stay there."""
+    if not MELTANO.exists():
+        pytest.fail(f"meltano is not installed next to {sys.executable}: "
+                    "pip install -e '.[test,meltano]' (see the Makefile)")
+    (tmp_path / "meltano.yml").write_text((REPO / "meltano.yml").read_text())
+    return tmp_path
+
+
+def meltano(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run meltano in the project with a clean environment; return its stdout."""
+    clean = {key: value for key, value in os.environ.items()
+             if not key.startswith(("MELTANO_", "TAP_", "TARGET_"))}
+    done = subprocess.run([str(MELTANO), *args], cwd=project, capture_output=True, text=True,
+                          env={**clean, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+                               "NO_COLOR": "1", **(env or {})}, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_meltano_yml_is_valid_for_meltano() -> None:
+    """meltano.yml passes the JSON schema that ships with Meltano."""
+    schema_file = resources.files("meltano") / "schemas" / "meltano.schema.json"
+    schema = json.loads(schema_file.read_text())
+    jsonschema.validate(yaml.safe_load((REPO / "meltano.yml").read_text()), schema)
+
+
+def test_every_plugin_installs_from_pypi_alone() -> None:
+    """No plugin needs Meltano Hub: each has a namespace, a pip_url and an executable."""
+    plugins = yaml.safe_load((REPO / "meltano.yml").read_text())["plugins"]
+    names = set()
+    for kind in ("extractors", "loaders"):
+        for plugin in plugins[kind]:
+            names.add(plugin["name"])
+            assert {"namespace", "pip_url", "executable"} <= plugin.keys(), plugin["name"]
+            assert "variant" not in plugin and "inherit_from" not in plugin
+    assert {"tap-piriod", "tap-postgres", "target-piriod", "target-duckdb",
+            "target-postgres", "target-jsonl"} <= names
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_config_list_shows_every_setting_and_takes_the_secret_from_the_environment(
+        project: Path, name: str) -> None:
+    prefix = name.upper().replace("-", "_")
+    listing = meltano(project, "config", "list", "--all", name,
+                      env={f"{prefix}_AUTH_TOKEN": "secret-from-env"})
+    plugin = next(p for p in yaml.safe_load((REPO / "meltano.yml").read_text())
+                  ["plugins"][PLUGINS[name]] if p["name"] == name)
+    for setting in plugin["settings"]:
+        assert f"{setting['name']} [env: {prefix}_{setting['name'].upper()}]" in listing
+    auth_line = next(line for line in listing.splitlines() if line.startswith("auth_token"))
+    assert "(redacted)" in auth_line and f"{prefix}_AUTH_TOKEN variable" in auth_line
+    assert "secret-from-env" not in listing
+
+
+def test_secrets_come_from_dotenv_and_environments_pick_the_api(project: Path) -> None:
+    (project / ".env").write_text("TAP_PIRIOD_AUTH_TOKEN=tap-token-from-dotenv\n"
+                                  "TARGET_PIRIOD_AUTH_TOKEN=target-token-from-dotenv\n")
+    prod_tap = json.loads(meltano(project, "--environment=prod", "config", "--unsafe", "print",
+                                  "tap-piriod"))
+    assert prod_tap["auth_token"] == "tap-token-from-dotenv"
+    assert prod_tap["api_url"] == "https://api.piriod.com"
+    prod_target = json.loads(meltano(project, "--environment=prod", "config", "--unsafe",
+                                     "print", "target-piriod"))
+    assert prod_target["auth_token"] == "target-token-from-dotenv"
+    # Redacted unless asked for.
+    safe = json.loads(meltano(project, "--environment=prod", "config", "print", "tap-piriod"))
+    assert safe["auth_token"] != "tap-token-from-dotenv"
+
+    # dev is the local sandbox of `make demo` / `make sandbox`, with its published token;
+    # a real variable still wins over meltano.yml.
+    (project / ".env").unlink()
+    dev = json.loads(meltano(project, "--environment=dev", "config", "--unsafe", "print",
+                             "target-piriod"))
+    assert dev["api_url"] == "http://127.0.0.1:8765"
+    assert dev["auth_token"] == "sandbox-token"
+    override = json.loads(meltano(project, "--environment=dev", "config", "--unsafe", "print",
+                                  "tap-piriod", env={"TAP_PIRIOD_API_URL": "http://x:1"}))
+    assert override["api_url"] == "http://x:1"
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_hub_definition_can_be_added_to_a_new_project(tmp_path: Path, name: str) -> None:
+    """``meltano add --from-ref`` accepts the hub file, as Meltano Hub would serve it."""
+    (tmp_path / "meltano.yml").write_text("default_environment: dev\n"
+                                          "environments:\n- name: dev\n")
+    hub_file = REPO / "plugins" / PLUGINS[name] / f"{name}--piriod.yml"
+    meltano(tmp_path, "add", "--no-install", "--plugin-type", PLUGINS[name][:-1],
+            "--from-ref", str(hub_file), name)
+    added = yaml.safe_load((tmp_path / "meltano.yml").read_text())["plugins"][PLUGINS[name]]
+    assert added[0]["name"] == name
+    assert added[0]["pip_url"] == "piriod-singer"
+    listing = meltano(tmp_path, "config", "list", "--all", name)
+    assert "auth_token [env:" in listing and "api_url [env:" in listing
