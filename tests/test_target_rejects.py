@@ -13,7 +13,7 @@ from target_helpers import (
 
 from piriod_sandbox import SandboxProcess
 
-SECRET = "tok-SECRET-5b0c1f9e7d"  # noqa: S105 - a test token, grepped for in every output
+SECRET = "tok-SECRET-5b0c1f9e7d"  # a test token, grepped for in every output
 
 
 def mixed_load(sandbox) -> list[dict]:
