@@ -5,6 +5,7 @@ from __future__ import annotations
 from singer_sdk import Tap
 from singer_sdk import typing as th
 
+from tap_piriod.output import FastSingerWriter
 from tap_piriod.streams import CustomersStream
 
 
@@ -13,6 +14,8 @@ class TapPiriod(Tap):
 
     name = "tap-piriod"
     package_name = "piriod-singer"
+    # Same messages as the SDK's writer, encoded ~10x faster (see tap_piriod/output.py).
+    message_writer_class = FastSingerWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property("auth_token", th.StringType, required=True, secret=True,
