@@ -1,0 +1,156 @@
+"""Unit tests of target-piriod's pieces: keys, normalisation, diffing, schema, pacing, bodies."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+
+import pytest
+from target_helpers import new_customer
+
+from tap_piriod.schema import load_customers_schema
+from target_piriod.client import PiriodClient, Throttle, _retry_after
+from target_piriod.loader import Loader
+from target_piriod.matching import (
+    ConfigError,
+    CustomerIndex,
+    KeySpec,
+    changes_for,
+    customer_shape,
+    merge_payloads,
+    record_key,
+    to_code,
+)
+from target_piriod.records import PayloadValidator, to_payload, write_schema
+
+READ_ONLY = {"id", "aggregations", "contacts", "sources", "created", "updated"}
+
+
+@pytest.mark.parametrize("name", ["id", "tax_id", "email", "name", "metadata.erp_id"])
+def test_match_fields_accepted(name):
+    assert KeySpec.parse(name).label == name
+
+
+@pytest.mark.parametrize("name", ["country", "metadata", "metadata.", "aggregations", "nope"])
+def test_match_fields_refused(name):
+    with pytest.raises(ConfigError):
+        KeySpec.parse(name)
+
+
+def test_record_key_prefers_the_piriod_id_then_the_match_field():
+    spec = KeySpec.parse("metadata.erp_id")
+    assert record_key({"id": "abc", "metadata": {"erp_id": 7}}, spec) == ("id", "abc")
+    assert record_key({"metadata": {"erp_id": 7}}, spec) == ("metadata.erp_id", "7")
+    assert record_key({"metadata": {}}, spec) is None
+    assert record_key({"email": " A@B.example "}, KeySpec.parse("email")) == (
+        "email", "a@b.example")
+    assert record_key({"tax_id": "1-9"}, KeySpec.parse("id")) is None
+
+
+def test_country_and_state_objects_become_codes():
+    assert to_code({"id": "CL", "name": "Chile"}) == "CL"
+    assert to_code(" cl ") == "CL"
+    assert to_code("") is None
+    assert to_code({"name": "Chile"}) == {"name": "Chile"}  # left for validation to refuse
+    payload = to_payload({"country": {"id": "CL"}, "state": {"id": "CL-RM", "country": "CL"},
+                          "id": "x", "aggregations": {}, "updated": "2024-01-01T00:00:00Z"})
+    assert payload == {"country": "CL", "state": "CL-RM"}
+
+
+def test_payloads_hold_only_writable_attributes():
+    payload = to_payload({**new_customer(1), "id": "x", "aggregations": {}, "contacts": [],
+                          "sources": [], "created": "c", "updated": "u", "other": 1})
+    assert not set(payload) & (READ_ONLY | {"other"})
+    assert set(payload) <= set(load_customers_schema()["x-writable"])
+
+
+def test_changes_contain_only_what_differs():
+    current = customer_shape({"id": "x", "name": "A", "phone": "1", "country": {"id": "CL"},
+                              "metadata": {"erp_id": "E1", "segment": "smb"}})
+    assert changes_for(current, {"name": "A", "country": "CL"}) == {}
+    assert changes_for(current, {"name": "B", "phone": "1"}) == {"name": "B"}
+    assert changes_for(current, {"metadata": {"erp_id": "E1"}}) == {}
+    assert changes_for(current, {"metadata": {"crm": "h"}}) == {
+        "metadata": {"erp_id": "E1", "segment": "smb", "crm": "h"}}
+    assert changes_for(current, {"metadata": {"segment": None}}) == {
+        "metadata": {"erp_id": "E1"}}
+
+
+def test_merging_duplicates_later_values_win():
+    merged = merge_payloads({"name": "A", "phone": "1", "metadata": {"a": 1, "b": 1}},
+                            {"name": "B", "metadata": {"b": 2}})
+    assert merged == {"name": "B", "phone": "1", "metadata": {"a": 1, "b": 2}}
+
+
+def test_index_follows_key_changes():
+    index = CustomerIndex(KeySpec.parse("tax_id"))
+    index.add({"id": "x", "tax_id": "1"})
+    index.add({"id": "x", "tax_id": "2"})
+    assert index.find("1") == [] and [c["id"] for c in index.find("2")] == ["x"]
+
+
+def test_write_schema_comes_from_the_schema_file():
+    schema = write_schema()
+    assert list(schema["properties"]) == load_customers_schema()["x-writable"]
+    validator = PayloadValidator()
+    assert validator.errors(to_payload(new_customer(1))) == []
+    assert validator.errors({"email": "nope"})[0].startswith("email:")
+    assert validator.errors({"country": "Chile"})[0].startswith("country:")
+    assert validator.errors({"metadata": "x"})[0].startswith("metadata:")
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    assert _retry_after("2") == 2.0
+    assert _retry_after(None) == 1.0
+    assert _retry_after("junk") == 1.0
+    assert 0 < _retry_after(email.utils.formatdate(time.time() + 3, usegmt=True)) <= 3
+
+
+def test_throttle_paces_only_on_evidence_and_once_per_burst():
+    throttle = Throttle()
+    throttle.wait()
+    throttle.on_throttled(0)
+    assert throttle.rate is None  # no request was accepted yet: nothing to estimate from
+    for _ in range(10):
+        throttle.on_success()
+    time.sleep(0.6)  # past the first burst's cooldown
+    throttle.on_throttled(0)
+    first = throttle.rate
+    assert first is not None and first >= 1
+    throttle.on_throttled(0)  # another thread's 429 of the same burst
+    assert throttle.rate == pytest.approx(first, rel=0.05)
+
+
+def test_client_follows_next_links_by_query_only(sandbox):
+    client = PiriodClient(sandbox.url, sandbox.token)
+    ids = [customer["id"] for customer in client.iter_customers({"ordering": "created"})]
+    assert len(ids) == len(set(ids)) == 250
+    assert client.requests_sent == 3
+    assert client.redact(f"x {sandbox.token} y") == "x *** y"
+
+
+def test_loader_sends_only_writable_changed_attributes(sandbox, tmp_path):
+    config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
+              "dead_letter_path": str(tmp_path / "rejects.jsonl")}
+    loader = Loader(config, logging.getLogger("test"), "run")
+    sent: list[tuple[str, dict]] = []
+    create, update = loader.client.create_customer, loader.client.update_customer
+
+    def record_create(body):
+        sent.append(("POST", body))
+        return create(body)
+
+    def record_update(customer_id, body):
+        sent.append(("PATCH", body))
+        return update(customer_id, body)
+
+    loader.client.create_customer, loader.client.update_customer = record_create, record_update
+    seeded = sandbox.customers()[0]
+    loader.load([{**seeded, "phone": "+1 555", "aggregations": {"balance": 1}},
+                 {**new_customer(1), "id": None, "contacts": [], "updated": "2020-01-01"}])
+    summary = loader.finish()
+    assert (summary.created, summary.updated) == (1, 1)
+    assert ("PATCH", {"phone": "+1 555"}) in sent
+    [post] = [body for method, body in sent if method == "POST"]
+    assert not set(post) & READ_ONLY and post["country"] == "CL"
