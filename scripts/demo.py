@@ -1,0 +1,206 @@
+"""`make demo`: the whole loop on embedded defaults, from a fresh clone, in one command.
+
+1. start the local Piriod sandbox (500 customers) on 127.0.0.1:8765, the `dev` environment;
+2. `meltano install` the four plugins the demo needs;
+3. `meltano run tap-piriod target-duckdb`, then show what landed, queried from DuckDB;
+4. edit and add customers in the sandbox, run again: only those rows move (Meltano state);
+5. reverse ETL: a CRM export (JSONL) of edited and new customers goes back into Piriod with
+   `meltano run tap-jsonl target-piriod`, matched on tax_id; print the target's summary;
+6. stop the sandbox.
+
+It starts from a clean slate each time (its DuckDB file, export and state are its own) and
+leaves logs in output/demo/. Run it again as often as you like.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PORT, SEED = 8765, 500
+API = f"http://127.0.0.1:{PORT}"
+TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's published local token
+OUTPUT = REPO / "output"
+LOGS = OUTPUT / "demo"
+WAREHOUSE = OUTPUT / "warehouse.duckdb"
+CRM_EXPORT = OUTPUT / "crm-export.jsonl"
+SUFFIX = "demo"  # the demo's own state ids: dev:<tap>-to-<target>:demo
+PLUGINS = ("tap-piriod", "target-duckdb", "tap-jsonl", "target-piriod")
+
+
+def say(text: str = "") -> None:
+    """Print one line of the demo's story."""
+    print(text, flush=True)
+
+
+def meltano(*args: str, log: str | None = None, check: bool = True) -> str:
+    """Run meltano in the dev environment; keep its (verbose) output in a log file."""
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
+    done = subprocess.run([str(BIN / "meltano"), "--environment=dev", *args], cwd=REPO,
+                          env=env, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    if log:
+        (LOGS / log).write_text(output)
+    if check and done.returncode != 0:
+        say(output[-4000:])
+        raise SystemExit(f"demo: `meltano {' '.join(args)}` failed (exit {done.returncode})")
+    return output
+
+
+def api(method: str, path: str, body: object = None) -> object:
+    """Call the sandbox: the Piriod API, or its /_sandbox/ control API."""
+    request = urllib.request.Request(  # noqa: S310 - the local sandbox's http URL
+        f"{API}{path}", method=method, data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - local sandbox
+        return json.loads(response.read())
+
+
+def start_sandbox() -> subprocess.Popen:
+    """Start piriod-sandbox on 127.0.0.1:8765 (the dev environment's URL), seeded."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", PORT)) == 0:
+            raise SystemExit(f"demo: port {PORT} is in use (a `make sandbox` still running?); "
+                             "stop it and run `make demo` again")
+    process = subprocess.Popen([str(BIN / "piriod-sandbox"), "--port", str(PORT), "--seed",
+                                str(SEED)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if "listening on" not in line:
+        process.kill()
+        raise SystemExit(f"demo: the sandbox did not start: {line!r}")
+    say(f"    {line}")
+    return process
+
+
+def stop_sandbox(process: subprocess.Popen) -> None:
+    """Stop the sandbox (Ctrl-C, as a person would)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def warehouse(sql: str, *params: object) -> list[tuple]:
+    """Query the DuckDB file that target-duckdb wrote."""
+    with duckdb.connect(str(WAREHOUSE), read_only=True) as connection:
+        return connection.execute(sql, params or None).fetchall()
+
+
+def table(rows: list[tuple], headers: tuple[str, ...]) -> None:
+    """Print rows as a small aligned table."""
+    cells = [headers, *[tuple("" if v is None else str(v) for v in row) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        padded = (value.ljust(width) for value, width in zip(row, widths, strict=True))
+        say("    " + "  ".join(padded))
+        if n == 0:
+            say("    " + "  ".join("-" * width for width in widths))
+
+
+def clean_slate() -> None:
+    """Forget the previous demo: its files and its Meltano state."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for path in (WAREHOUSE, WAREHOUSE.with_suffix(".duckdb.wal"), CRM_EXPORT,
+                 OUTPUT / "target-piriod-rejects.jsonl"):
+        path.unlink(missing_ok=True)
+    for pipeline in ("tap-piriod-to-target-duckdb", "tap-jsonl-to-target-piriod"):
+        meltano("state", "clear", "--force", f"dev:{pipeline}:{SUFFIX}", check=False)
+
+
+def replicate(log: str) -> tuple[int, int, int]:
+    """Run tap-piriod -> target-duckdb; return (rows, distinct ids, rows this run wrote)."""
+    # target-duckdb stamps each row it writes with _sdc_batched_at: newer than before = moved.
+    before = (warehouse("SELECT max(_sdc_batched_at) FROM piriod.customers")[0][0]
+              if WAREHOUSE.exists() else datetime(1970, 1, 1))
+    meltano("run", "--state-id-suffix", SUFFIX, "tap-piriod", "target-duckdb", log=log)
+    return warehouse("SELECT count(*), count(DISTINCT id), "
+                     "count(*) FILTER (WHERE _sdc_batched_at > ?) "
+                     "FROM piriod.customers", before)[0]
+
+
+def main() -> None:
+    """Run the demo."""
+    started = time.monotonic()
+    # A `kill` stops the demo like Ctrl-C does: through the `finally` that stops the sandbox.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not (BIN / "meltano").exists():
+        raise SystemExit("demo: meltano is not in .venv: run `make demo` (it installs it)")
+    say("==> 1. Start the Piriod sandbox (the `dev` environment's API)")
+    sandbox = start_sandbox()
+    try:
+        say("==> 2. meltano install " + " ".join(PLUGINS))
+        clean_slate()
+        meltano("install", *PLUGINS, log="install.log")
+
+        say("==> 3. meltano --environment=dev run tap-piriod target-duckdb")
+        total, _, _ = replicate("run-1.log")
+        say(f"    {total} customers landed in {WAREHOUSE.relative_to(REPO)} "
+            "(table piriod.customers):")
+        table(warehouse("SELECT id, name, json_extract_string(country, '$.id'), tax_id, "
+                        "strftime(updated, '%Y-%m-%d %H:%M') FROM piriod.customers "
+                        "ORDER BY updated DESC LIMIT 5"),
+              ("id", "name", "country", "tax_id", "updated"))
+        table(warehouse("SELECT json_extract_string(country, '$.name') AS country, count(*) "
+                        "FROM piriod.customers GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4"),
+              ("country", "customers"))
+
+        say("==> 4. Edit 5 customers and add 2 in Piriod, then run incrementally")
+        edited = api("POST", "/_sandbox/touch",
+                     {"count": 5, "changes": {"website": "https://www.edited-in-piriod.example"},
+                      "rng_seed": 3})["ids"]
+        for n in (1, 2):
+            api("POST", "/customers/", {"name": f"Cliente Demo {n} SpA", "country": "CL",
+                                        "tax_id": f"99.000.00{n}-{n}",
+                                        "email": f"demo{n}@example.com"})
+        say(f"    edited {', '.join(edited)}; created 2")
+        total, distinct, moved = replicate("run-2.log")
+        say(f"    {moved} rows moved: the 5 edited, the 2 new, and {moved - 7} read again "
+            "(updated at the bookmark's very instant)")
+        say(f"    {total} rows in the table, "
+            + ("no duplicates" if distinct == total else f"{total - distinct} DUPLICATES"))
+
+        say("==> 5. Reverse ETL: a CRM export back into Piriod "
+            "(meltano run tap-jsonl target-piriod, matched on tax_id)")
+        crm = warehouse("SELECT tax_id, name, email, json_extract_string(country, '$.id') "
+                        "FROM piriod.customers ORDER BY tax_id LIMIT 3")
+        rows = [{"tax_id": t, "name": n, "email": e, "country": c} for t, n, e, c in crm]
+        rows[0]["name"] += " (renamed in CRM)"
+        rows[1]["email"] = "billing@crm.example.com"
+        rows += [{"tax_id": "98.000.001-1", "name": "Nuevo desde CRM SpA",
+                  "email": "crm1@example.com", "country": "CL"},
+                 {"tax_id": "98.000.002-2", "name": "Otro desde CRM Ltda.", "email": None,
+                  "country": "PE"}]
+        CRM_EXPORT.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        say(f"    {len(rows)} rows in {CRM_EXPORT.relative_to(REPO)}: 1 renamed, 1 new email, "
+            "1 unchanged, 2 new customers")
+        output = meltano("run", "--state-id-suffix", SUFFIX, "tap-jsonl", "target-piriod",
+                         log="reverse-etl.log")
+        summary = [line for line in output.splitlines() if "target-piriod summary:" in line]
+        say("    " + (summary[-1].split("target-piriod ", 1)[-1] if summary
+                      else "(no summary line: see output/demo/reverse-etl.log)"))
+        renamed = api("GET", f"/customers/?tax_id={rows[0]['tax_id']}")["results"][0]
+        say(f"    Piriod now has {renamed['id']}: {renamed['name']!r}")
+    finally:
+        say("==> 6. Stop the sandbox")
+        stop_sandbox(sandbox)
+    say(f"Done in {time.monotonic() - started:.0f} s. Logs: output/demo/. Try it yourself: "
+        "`make sandbox`, then `.venv/bin/meltano --environment=dev run tap-piriod target-duckdb`")
+
+
+if __name__ == "__main__":
+    main()
