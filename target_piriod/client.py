@@ -214,7 +214,7 @@ class PiriodClient:
             outcome = self._attempt(method, path, params, json_body)
             if isinstance(outcome, _Throttled):
                 throttled += 1
-                if throttled > self.max_retries * THROTTLED_ATTEMPTS_FACTOR:
+                if throttled > (self.max_retries + 1) * THROTTLED_ATTEMPTS_FACTOR:
                     raise RetriesExhaustedError(f"{method} {_path(path)} still throttled (429) "
                                                 f"after {throttled} attempts")
                 self.throttle.on_throttled(outcome.retry_after)

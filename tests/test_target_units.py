@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 
 import pytest
@@ -154,3 +155,32 @@ def test_loader_sends_only_writable_changed_attributes(sandbox, tmp_path):
     assert ("PATCH", {"phone": "+1 555"}) in sent
     [post] = [body for method, body in sent if method == "POST"]
     assert not set(post) & READ_ONLY and post["country"] == "CL"
+
+
+def test_writes_run_concurrently_over_reused_connections(sandbox, tmp_path):
+    sandbox.set_faults(latency_ms=40)
+    config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
+              "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
+    loader = Loader(config, logging.getLogger("test"), "run")
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+    create = loader.client.create_customer
+
+    def counting_create(body):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            return create(body)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    loader.client.create_customer = counting_create
+    loader.load([new_customer(n) for n in range(1, 25)])
+    pools = loader.client.session.get_adapter(sandbox.url).poolmanager.pools
+    [pool] = [pools[key] for key in pools.keys()]  # noqa: SIM118 - urllib3's container
+    loader.finish()
+    assert loader.summary.created == 24
+    assert peak[0] > 1  # more than one write in flight at a time
+    # keep-alive: 3 index pages and 24 creates over at most a pool's worth of connections
+    assert pool.num_requests == 27 and 1 <= pool.num_connections <= 4 + 2
