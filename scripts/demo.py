@@ -29,7 +29,8 @@ import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-PORT, SEED = 8765, 500
+DEV_PORT, SEED = 8765, 500  # the dev environment's sandbox (meltano.yml)
+PORT = int(os.environ.get("PIRIOD_DEMO_PORT", DEV_PORT))  # tests run the demo elsewhere
 API = f"http://127.0.0.1:{PORT}"
 TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's published local token
 OUTPUT = REPO / "output"
@@ -48,6 +49,8 @@ def say(text: str = "") -> None:
 def meltano(*args: str, log: str | None = None, check: bool = True) -> str:
     """Run meltano in the dev environment; keep its (verbose) output in a log file."""
     env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
+    if PORT != DEV_PORT:
+        env.update(TAP_PIRIOD_API_URL=API, TARGET_PIRIOD_API_URL=API)
     done = subprocess.run([str(BIN / "meltano"), "--environment=dev", *args], cwd=REPO,
                           env=env, capture_output=True, text=True)
     output = done.stdout + done.stderr
