@@ -119,3 +119,11 @@ def test_hub_definition_can_be_added_to_a_new_project(tmp_path: Path, name: str)
     assert added[0]["pip_url"] == "piriod-singer"
     listing = meltano(tmp_path, "config", "list", "--all", name)
     assert "auth_token [env:" in listing and "api_url [env:" in listing
+
+
+def test_jobs_and_schedules_are_listed(project: Path) -> None:
+    schedules = meltano(project, "--environment=prod", "schedule", "list")
+    assert "job warehouse-replication-hourly: warehouse-replication → " \
+           "['tap-piriod target-postgres']" in schedules
+    assert "reverse-etl-every-15-minutes: reverse-etl → ['tap-postgres target-piriod']" \
+        in schedules
