@@ -30,6 +30,8 @@ _MAX_LENGTHS = {"name": 255, "email": 254, "address": 500, "phone": 32, "tax_id"
                 "website": 200}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
+# Lists kept for clients paging through them (see CustomerStore._page_rowids).
+MAX_CACHED_LISTINGS = 8
 # Offsets the sandbox may render timestamps in (``mixed_offsets``): all the same instant.
 _OFFSETS = [timezone(timedelta(hours=h, minutes=m)) for h, m in
             ((0, 0), (-3, 0), (-5, 0), (5, 45), (9, 30), (-9, -30), (14, 0))]
@@ -155,6 +157,10 @@ class CustomerStore:
             """
         )
         self._seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM customers").fetchone()[0]
+        # Lists being paged through (see _page_rowids), valid until the next write.
+        self._writes = 0
+        self._listings: dict[tuple, list[int]] = {}
+        self._listings_version: tuple[int, int] | None = None
         self._rng = random.Random()
         self.clock_offset_us = 0  # a server whose clock is off (fault plan's clock_offset_s)
 
@@ -182,20 +188,11 @@ class CustomerStore:
     def page(self, where: list[tuple[str, object]], order_by: str, offset: int, limit: int,
              mixed_offsets: bool = False) -> tuple[int, list[str]]:
         """Return (total count, JSON documents of one page) for a filtered, ordered list."""
-        clause = " AND ".join(sql for sql, _ in where) or "1=1"
+        clause = " AND ".join(sql for sql, _ in where)
         params = [value for _, value in where]
         with self._lock:
-            total = self._db.execute(
-                f"SELECT COUNT(*) FROM customers WHERE {clause}", params  # noqa: S608
-            ).fetchone()[0]
-            # Two steps, so that the OFFSET rows are skipped in an index alone (a deep page
-            # of 100,000 customers costs ~1 ms, not ~200 ms), then only the page's rows are
-            # read. Same rows, same order as one ORDER BY ... LIMIT ... OFFSET query.
-            rowids = [row[0] for row in self._db.execute(
-                f"SELECT rowid FROM customers WHERE {clause} "  # noqa: S608
-                f"ORDER BY {order_by} LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )]
+            total, rowids = self._page_rowids(f" WHERE {clause}" if clause else "", params,
+                                              order_by, offset, limit)
             found = {row[0]: row[1:] for row in self._db.execute(
                 "SELECT rowid, doc, data, created_us, updated_us FROM customers "  # noqa: S608
                 f"WHERE rowid IN ({','.join('?' * len(rowids))})",
@@ -206,6 +203,37 @@ class CustomerStore:
             return total, [row[0] for row in rows]
         return total, [json.dumps(self._render(json.loads(data), c, u, True))
                        for _, data, c, u in rows]
+
+    def _page_rowids(self, where: str, params: list[object], order_by: str, offset: int,
+                     limit: int) -> tuple[int, list[int]]:
+        """Return (total count, rowids of one page); same answer as COUNT and LIMIT/OFFSET.
+
+        A client paging through a list (any page after the first) gets the whole list's
+        rowids read once, in order, and each later page sliced from it until the next
+        write: a page then costs the same at any depth (OFFSET makes page n cost O(n), a
+        100,000-customer extract O(n^2)). The first page, or a one-off lookup, is queried
+        directly.
+        """
+        version = (self._writes, self._db.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._listings_version:
+            self._listings, self._listings_version = {}, version
+        key = (where, tuple(params), order_by)
+        listing = self._listings.get(key)
+        if listing is None and offset > 0:
+            if len(self._listings) >= MAX_CACHED_LISTINGS:
+                self._listings.clear()
+            listing = self._listings[key] = [row[0] for row in self._db.execute(
+                f"SELECT rowid FROM customers{where} ORDER BY {order_by}", params)]  # noqa: S608
+        if listing is not None:
+            return len(listing), listing[offset:offset + limit]
+        total = self._db.execute(
+            f"SELECT COUNT(*) FROM customers{where}", params  # noqa: S608
+        ).fetchone()[0]
+        rowids = [row[0] for row in self._db.execute(
+            f"SELECT rowid FROM customers{where} ORDER BY {order_by} LIMIT ? OFFSET ?",  # noqa: S608
+            [*params, limit, offset],
+        )]
+        return total, rowids
 
     def all_customers(self) -> list[dict]:
         """Return every customer in read shape (UTC), in creation order: for test assertions."""
@@ -270,6 +298,7 @@ class CustomerStore:
         with self._lock:
             self._db.execute("DELETE FROM customers")
             self._seq = 0
+            self._writes += 1
             self._db.execute("BEGIN")
             for index in range(1, seed_count + 1):
                 data = seed_customer(rng, index, now)
@@ -279,6 +308,7 @@ class CustomerStore:
 
     def _insert(self, data: dict, created_us: int, updated_us: int) -> None:
         self._seq += 1
+        self._writes += 1
         self._db.execute(
             "INSERT INTO customers (id, seq, shuffle, created_us, updated_us, name, email, "
             "tax_id, country, data, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -288,6 +318,7 @@ class CustomerStore:
         )
 
     def _save(self, data: dict, created_us: int, updated_us: int) -> None:
+        self._writes += 1
         self._db.execute(
             "UPDATE customers SET updated_us = ?, name = ?, email = ?, tax_id = ?, country = ?, "
             "data = ?, doc = ? WHERE id = ?",
