@@ -114,3 +114,14 @@ def test_a_write_that_keeps_failing_fails_the_run_and_a_rerun_completes(sandbox,
     sandbox.set_faults()
     rerun = run_target(sandbox, tmp_path, load(), match_field="tax_id")
     assert_complete(sandbox, rerun)
+
+
+def test_patch_timeouts_are_retried(sandbox, tmp_path):
+    customers = sandbox.customers()[:4]
+    records = [{"id": c["id"], "address": f"Timeout {i}"} for i, c in enumerate(customers)]
+    sandbox.set_faults(slow_ms=1500, script=[{"nth": 2, "fault": "slow", "method": "PATCH"}])
+    run = run_target(sandbox, tmp_path, messages_for(records), request_timeout=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.count("updated") == 4
+    after = {c["id"]: c["address"] for c in sandbox.customers()}
+    assert [after[c["id"]] for c in customers] == [f"Timeout {i}" for i in range(4)]
