@@ -11,9 +11,9 @@ once, when it is built. It gives the same result:
 * lists with a single ``items`` schema and objects with ``properties`` are conformed
   recursively, with the SDK's own rules;
 * a primitive value of a JSON type (str, int, bool, None, dict, list) is returned as is
-  unless its schema is exclusively boolean; every other value (floats, Decimals,
-  datetimes, bytes..., and every value under an exclusively boolean schema) goes to the
-  SDK's ``_conform_primitive_property``.
+  unless its schema is exclusively boolean; a float or Decimal is returned as is unless
+  NaN or infinite (then None); every other value (datetimes, bytes..., and JSON values
+  under an exclusively boolean schema) goes to the SDK's ``_conform_primitive_property``.
 
 Anything the compiler does not understand is handed to the SDK's function.
 """
@@ -21,6 +21,8 @@ Anything the compiler does not understand is handed to the SDK's function.
 from __future__ import annotations
 
 import typing as t
+from decimal import Decimal
+from math import isinf, isnan
 
 from singer_sdk.helpers._typing import (
     _conform_primitive_property,
@@ -39,6 +41,9 @@ if t.TYPE_CHECKING:
 # Exact types a non-boolean primitive schema leaves untouched (see _conform_primitive_property:
 # none of them is a datetime, date, timedelta, time, bytes, float or Decimal).
 _UNCHANGED = frozenset({str, int, bool, type(None), dict, list})
+# Exact types _conform_primitive_property turns into None when NaN or infinite, whatever
+# the schema (it tests them before the boolean rule).
+_NUMBERS = frozenset({float, Decimal})
 _RECURSIVE = TypeConformanceLevel.RECURSIVE
 
 # Property kinds.
@@ -137,6 +142,8 @@ def _conform_object(record: dict, plan: _ObjectPlan, parent: str | None,
             output[name] = _conform_object(elem, sub, path, unmapped)
         elif not boolean and kind in _UNCHANGED:
             output[name] = elem
+        elif kind in _NUMBERS:  # as _conform_primitive_property: NaN and infinities are None
+            output[name] = None if isnan(elem) or isinf(elem) else elem
         else:
             output[name] = _conform_primitive_property(elem, schema)
     return output
@@ -156,6 +163,8 @@ def _conform_list(elements: list, items: tuple, path: str, unmapped: list[str]) 
                 output.append(conformed)
         elif not boolean and item.__class__ in _UNCHANGED:
             output.append(item)
+        elif item.__class__ in _NUMBERS:
+            output.append(None if isnan(item) or isinf(item) else item)
         else:
             output.append(_conform_primitive_property(item, item_schema))
     return output
