@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import logging
 import random
 import threading
 import time
@@ -152,7 +153,7 @@ class PiriodClient:
 
     def __init__(self, api_url: str, token: str, *, timeout: float = 30.0,
                  max_retries: int = 5, user_agent: str = "target-piriod",
-                 pool_size: int = 4) -> None:
+                 pool_size: int = 4, logger: logging.Logger | None = None) -> None:
         self.base_url = api_url.rstrip("/") + "/"
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
@@ -160,6 +161,8 @@ class PiriodClient:
         self._token = token
         self.session = _session(token, user_agent, pool_size)
         self.requests_sent = 0
+        self.retries = 0
+        self.logger = logger or logging.getLogger("target_piriod.client")
 
     # -- the API -------------------------------------------------------------------------
 
@@ -218,6 +221,8 @@ class PiriodClient:
                     raise RetriesExhaustedError(f"{method} {_path(path)} still throttled (429) "
                                                 f"after {throttled} attempts")
                 self.throttle.on_throttled(outcome.retry_after)
+                self.logger.debug("%s %s throttled (429): waiting %.2f s", method,
+                                  _path(path), outcome.retry_after)
                 continue
             if not isinstance(outcome, _Transient):
                 self.throttle.on_success()
@@ -229,6 +234,9 @@ class PiriodClient:
             if failures > self.max_retries:
                 raise RetriesExhaustedError(f"{method} {_path(path)} failed after {failures} "
                                             f"attempts; last error: {outcome.reason}")
+            self.retries += 1
+            self.logger.warning("%s %s failed (%s): retry %d of %d", method, _path(path),
+                                outcome.reason, failures, self.max_retries)
             self.backoff(failures - 1)
 
     def _attempt(self, method: str, path: str, params: dict | None,

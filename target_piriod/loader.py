@@ -93,6 +93,9 @@ class Summary:
     skipped: int = 0
     rejected: int = 0
     merged: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
     seconds: float = 0.0
     dry_run: bool = False
 
@@ -105,9 +108,10 @@ class Summary:
 
     def as_dict(self) -> dict:
         """Return the counters as JSON-ready data (the metric's value)."""
-        return {name: getattr(self, name) for name in
-                ("records", "created", "updated", "unchanged", "skipped", "rejected",
-                 "merged", "dry_run")} | {"seconds": round(self.seconds, 3)}
+        names = ("records", "created", "updated", "unchanged", "skipped", "rejected",
+                 "merged", "requests", "retries", "throttled", "dry_run")
+        return {name: getattr(self, name) for name in names} | {
+            "seconds": round(self.seconds, 3)}
 
 
 class LoadError(click.ClickException):
@@ -133,7 +137,7 @@ class Loader:
             timeout=float(config.get("request_timeout") or 30),
             max_retries=int(config.get("max_retries", 5)),
             user_agent=config.get("user_agent") or "target-piriod",
-            pool_size=self.max_workers)
+            pool_size=self.max_workers, logger=logger)
         self.rejects = DeadLetterWriter(
             config.get("dead_letter_path") or "target-piriod-rejects.jsonl", run_id,
             redact=self.client.redact)
@@ -171,6 +175,9 @@ class Loader:
         self.rejects.close()
         self.client.close()
         self.summary.seconds = time.monotonic() - self._started
+        self.summary.requests = self.client.requests_sent
+        self.summary.retries = self.client.retries
+        self.summary.throttled = self.client.throttle.throttled
         return self.summary
 
     @property
@@ -185,9 +192,9 @@ class Loader:
         started, sent = time.monotonic(), self.client.requests_sent
         index = CustomerIndex(self.spec)
         index.add_all(self.client.iter_customers({"ordering": "created"}))
-        self.logger.info("Indexed %d customers by id and %s in %.2f s (%d requests)",
-                         len(index), self.spec.label, time.monotonic() - started,
-                         self.client.requests_sent - sent)
+        keys = "id" if self.spec.field == "id" else f"id and {self.spec.label}"
+        self.logger.info("Indexed %d customers by %s in %.2f s (%d requests)", len(index),
+                         keys, time.monotonic() - started, self.client.requests_sent - sent)
         return index
 
     # -- planning ------------------------------------------------------------------------
