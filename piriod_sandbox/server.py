@@ -101,6 +101,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: SandboxServer
     server_version = "piriod-sandbox/0.1"
+    # TCP_NODELAY, as production servers set it: a response goes out as headers, then
+    # body; with Nagle's algorithm the small body waits for the client's delayed ACK of
+    # the headers, ~40 ms, which made every small response (POST, PATCH) take 40 ms more.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         """Serve GET."""
