@@ -135,8 +135,10 @@ def change_customers(sandbox: SandboxProcess, bookmark: str) -> tuple[set, set, 
                                      "tax_id": f"77.700.00{n}-K",
                                      "email": f"nuevo{n}@example.com"})["id"]
            for n in range(4)}
-    due = {c["id"] for c in sandbox.customers() if instant(c["updated"]) >= instant(bookmark)}
+    updated = {c["id"]: instant(c["updated"]) for c in sandbox.customers()}
+    due = {i for i, moment in updated.items() if moment >= instant(bookmark)}
     assert changed | new <= due
+    assert all(updated[i] == instant(bookmark) for i in due - changed - new)  # ties only
     return changed, new, due
 
 
