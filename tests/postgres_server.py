@@ -93,7 +93,9 @@ class PostgresServer:
 
     def start(self, attempts: int = 3) -> PostgresServer:
         """Create a cluster in a temp dir and start it on a free port (or raise, with logs)."""
-        self.root = Path(tempfile.mkdtemp(prefix="piriod-pg-"))
+        # The server's user must reach its directory: /tmp, not a TMPDIR private to root.
+        self.root = Path(tempfile.mkdtemp(prefix="piriod-pg-",
+                                          dir="/tmp" if self._os_user else None))
         if self._os_user:
             shutil.chown(self.root, user=self._os_user)
         done = self._run(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U",
