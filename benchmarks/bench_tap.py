@@ -183,7 +183,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-incremental", action="store_true")
     args = parser.parse_args(argv)
     if args.tree:
+        # Children import the tree's packages; ``python -m`` puts the working directory
+        # first on sys.path, so no child may start in the checkout (the sandbox starts
+        # in ours).
         os.environ["PYTHONPATH"] = str(Path(args.tree).resolve())
+        os.chdir(tempfile.gettempdir())
     sizes = [int(size) for size in args.sizes.split(",")]
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-tap-") as tmp:

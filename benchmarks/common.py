@@ -92,7 +92,8 @@ def run_measured(label: str, command: list[str], *, sandbox: SandboxProcess | No
             subprocess.run([sys.executable, "-S", "-c", _MEASURE, rusage.name,
                             shutil.which(command[0]) or command[0], *command[1:]],
                            stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
-                           env={**os.environ, **(env or {})}, cwd=ROOT, check=False)
+                           env={**os.environ, **(env or {})}, check=False,
+                           cwd=tempfile.gettempdir())  # not ROOT: see bench_tap --tree
         finally:
             for handle in (stdin, stdout, stderr):
                 if hasattr(handle, "close"):

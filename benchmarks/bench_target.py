@@ -1,0 +1,222 @@
+"""Target benchmark: target-piriod against a sequential loop, on a sandbox with latency.
+
+With 20 ms added to every request (``--latency-ms``):
+
+1. the sequential baseline (benchmarks/baseline_load.py) POSTs 2,000 new customers one
+   at a time, then PATCHes all 2,000 again with 10% of them changed (no diffing);
+2. on a fresh sandbox, ``target-piriod`` (``max_workers=8``, ``match_field=tax_id``)
+   loads the same 2,000 new customers, then the 10%-changed set, then that set again
+   unchanged; the time of reading the index alone (the same GETs, sequentially) and the
+   target's start-up time (``--about``) are measured for comparison.
+
+Then, rate-limited (``--rate-limit`` requests/s, 429 with ``Retry-After: 1`` beyond it):
+the target loads 2,000 new customers; the run is compared to the ideal time, requests
+accepted / rate, and the sandbox is checked for duplicates.
+
+    python benchmarks/bench_target.py [--count 2000] [--latency-ms 20] [--rate-limit 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from common import ROOT, Run, SandboxProcess, run_measured, table, tool
+
+SCHEMA = json.loads((ROOT / "schemas" / "customers.json").read_text())
+MAX_WORKERS = 8
+
+
+def payloads(count: int, changed: set[int] | None = None) -> list[dict]:
+    """Return ``count`` new customers in write shape; those in ``changed`` are edited."""
+    rows = []
+    for n in range(count):
+        row = {"name": f"Comercial Benchmark {n} SpA", "email": f"facturas{n}@bench.example",
+               "tax_id": f"77.{n // 1000:03d}.{n % 1000:03d}-{n % 10}", "country": "CL",
+               "address": f"Av. Apoquindo {1000 + n}", "phone": f"+56 2 2{n:07d}",
+               "currency": "CLP", "metadata": {"erp_id": f"ERP-{n:07d}"}}
+        if changed and n in changed:
+            row["address"] = f"Av. Providencia {2000 + n}, oficina {n % 50 + 1}"
+        rows.append(row)
+    return rows
+
+
+def write_inputs(work: Path, name: str, rows: list[dict]) -> tuple[Path, Path]:
+    """Write the rows as Singer messages (for the target) and as payloads (baseline)."""
+    singer, plain = work / f"{name}.singer.jsonl", work / f"{name}.payloads.jsonl"
+    with singer.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"type": "SCHEMA", "stream": "customers", "schema": SCHEMA,
+                              "key_properties": ["tax_id"]}) + "\n")
+        for row in rows:
+            out.write(json.dumps({"type": "RECORD", "stream": "customers",
+                                  "record": row}) + "\n")
+        out.write(json.dumps({"type": "STATE", "value": {"benchmark": name}}) + "\n")
+    with plain.open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(row) + "\n" for row in rows)
+    return singer, plain
+
+
+def target_config(work: Path, sandbox: SandboxProcess, **extra: object) -> Path:
+    path = work / "target-config.json"
+    path.write_text(json.dumps({
+        "auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
+        "max_workers": MAX_WORKERS, "dead_letter_path": str(work / "rejects.jsonl"),
+        "max_rejects": 0, **extra}))
+    return path
+
+
+def run_target(label: str, work: Path, sandbox: SandboxProcess, config: Path,
+               singer_input: Path) -> Run:
+    err = work / f"{label.replace(' ', '-')}.err"
+    run = run_measured(label, [tool("target-piriod"), "--config", str(config)],
+                       sandbox=sandbox, stdin_path=singer_input,
+                       stdout_path=work / "target-state.jsonl", stderr_path=err)
+    log = err.read_text(errors="replace")
+    summary = re.search(r"target-piriod summary: .*", log)
+    indexed = re.search(r"Indexed (\d+) customers .* in ([\d.]+) s \((\d+) requests\)", log)
+    run.extra["summary"] = summary.group(0) if summary else None
+    if indexed:
+        run.extra["index_seconds"] = float(indexed.group(2))
+        run.extra["index_requests"] = int(indexed.group(3))
+    print(f"  {label}: {run.wall:.2f} s, {run.writes} writes, {run.requests} requests",
+          flush=True)
+    return run
+
+
+def run_baseline(label: str, work: Path, sandbox: SandboxProcess, action: str,
+                 plain: Path) -> Run:
+    command = [sys.executable, str(ROOT / "benchmarks" / "baseline_load.py"), action,
+               sandbox.url, sandbox.token, str(plain)]
+    command += ["--ids-out" if action == "create" else "--ids", str(work / "ids.txt")]
+    run = run_measured(label, command, sandbox=sandbox, stderr_path=work / "baseline.err")
+    print(f"  {label}: {run.wall:.2f} s, {run.writes} writes, {run.requests} requests",
+          flush=True)
+    return run
+
+
+def duplicates(sandbox: SandboxProcess) -> tuple[int, int]:
+    """Return (customers, tax ids held by more than one customer)."""
+    customers = sandbox.customers()
+    counts = Counter(customer["tax_id"] for customer in customers)
+    return len(customers), sum(1 for count in counts.values() if count > 1)
+
+
+def bench_latency(count: int, latency_ms: float, work: Path) -> dict:
+    print(f"\n== target: {count:,} customers, {latency_ms:g} ms latency per request ==",
+          flush=True)
+    changed = set(random.Random(5).sample(range(count), count // 10))
+    new_singer, new_plain = write_inputs(work, "new", payloads(count))
+    changed_singer, changed_plain = write_inputs(work, "changed", payloads(count, changed))
+    with SandboxProcess(0, "--latency-ms", str(latency_ms)) as sandbox:
+        base_new = run_baseline("baseline: new", work, sandbox, "create", new_plain)
+        base_changed = run_baseline("baseline: 10% changed", work, sandbox, "update",
+                                    changed_plain)
+        sandbox.reset(0)
+        config = target_config(work, sandbox)
+        new = run_target("target: new", work, sandbox, config, new_singer)
+        changed_run = run_target("target: 10% changed", work, sandbox, config,
+                                 changed_singer)
+        rerun = run_target("target: unchanged re-run", work, sandbox, config,
+                           changed_singer)
+        index_read = run_measured(
+            "index read alone",
+            [sys.executable, str(ROOT / "benchmarks" / "baseline_extract.py"), sandbox.url,
+             sandbox.token, "100"], sandbox=sandbox)
+        customers, duplicated = duplicates(sandbox)
+    startup = run_measured("target start-up", [tool("target-piriod"), "--about"])
+    print(f"  index read alone: {index_read.wall:.2f} s ({index_read.requests} requests); "
+          f"target start-up {startup.wall:.2f} s", flush=True)
+    return {"count": count, "latency_ms": latency_ms, "changed": len(changed),
+            "baseline_new": base_new.as_dict(), "baseline_changed": base_changed.as_dict(),
+            "target_new": new.as_dict(), "target_changed": changed_run.as_dict(),
+            "target_rerun": rerun.as_dict(), "index_read": index_read.as_dict(),
+            "startup": startup.as_dict(), "customers": customers,
+            "duplicated_tax_ids": duplicated}
+
+
+def bench_rate_limited(count: int, rate: float, work: Path) -> dict:
+    print(f"\n== target: {count:,} customers, rate limit {rate:g} requests/s ==", flush=True)
+    new_singer, _ = write_inputs(work, "new", payloads(count))
+    with SandboxProcess(0, "--rate-limit", str(rate), "--retry-after", "1") as sandbox:
+        config = target_config(work, sandbox)
+        run = run_target("target: new, rate-limited", work, sandbox, config, new_singer)
+        customers, duplicated = duplicates(sandbox)
+    throttled = run.stats["by_status"].get("429", 0)
+    accepted = run.requests - throttled
+    ideal = accepted / rate
+    print(f"  {accepted} requests accepted, {throttled} throttled (429); ideal {ideal:.2f} s; "
+          f"{customers} customers, {duplicated} duplicated tax ids", flush=True)
+    return {"count": count, "rate_limit": rate, "run": run.as_dict(), "accepted": accepted,
+            "throttled": throttled, "ideal_seconds": ideal, "over_ideal": run.wall / ideal - 1,
+            "customers": customers, "duplicated_tax_ids": duplicated}
+
+
+def report(latency: dict, limited: dict | None) -> str:
+    count = latency["count"]
+    base_rate = latency["baseline_new"]["writes"] / latency["baseline_new"]["wall"]
+    rows = []
+    for key, label in (("baseline_new", "sequential baseline: new"),
+                       ("baseline_changed", "sequential baseline: 10% changed"),
+                       ("target_new", f"target-piriod (max_workers={MAX_WORKERS}): new"),
+                       ("target_changed", "target-piriod: 10% changed"),
+                       ("target_rerun", "target-piriod: unchanged re-run"),
+                       ("index_read", "index read alone (sequential GETs)")):
+        run = latency[key]
+        rate = run["writes"] / run["wall"] if run["wall"] else 0.0
+        rows.append([label, run["writes"], run["requests"], f"{run['wall']:.2f}",
+                     f"{rate:,.1f}", f"{rate / base_rate:.1f}x" if run["writes"] else "-",
+                     f"{run['cpu']:.2f}", f"{run['peak_rss_mb']:.0f}"])
+    text = table(["run", "writes", "requests", "wall s", "writes/s", "vs baseline",
+                  "CPU s", "peak RSS MB"], rows)
+    new, changed, rerun = (latency["target_new"], latency["target_changed"],
+                           latency["target_rerun"])
+    speedup = (new["writes"] / new["wall"]) / base_rate
+    index_wall = latency["index_read"]["wall"]
+    startup = latency["startup"]["wall"]
+    text += (
+        f"\n\n{count:,} customers, {latency['latency_ms']:g} ms latency per request. "
+        f"New load: {speedup:.1f}x the sequential baseline's writes/s (goal >= 6x). "
+        f"10%-changed load: {changed['writes']} write requests for {latency['changed']} "
+        f"changed customers (goal <= {latency['changed']}; the baseline sent "
+        f"{latency['baseline_changed']['writes']}). Unchanged re-run: {rerun['writes']} "
+        f"writes (goal 0), {rerun['wall']:.2f} s = start-up {startup:.2f} s + "
+        f"{rerun['wall'] - startup:.2f} s, vs {index_wall:.2f} s for the index read alone "
+        f"({latency['index_read']['requests']} GETs); the target's own index read: "
+        f"{rerun['extra'].get('index_seconds', float('nan')):.2f} s. After the loads: "
+        f"{latency['customers']} customers, {latency['duplicated_tax_ids']} duplicated.")
+    if limited:
+        run = limited["run"]
+        text += (
+            f"\n\nRate limit {limited['rate_limit']:g} requests/s: {limited['count']:,} new "
+            f"customers in {run['wall']:.2f} s; {limited['accepted']} requests accepted, "
+            f"{limited['throttled']} answered 429; ideal {limited['ideal_seconds']:.2f} s "
+            f"(accepted / rate): {limited['over_ideal']:+.1%} over it (goal <= +20%), "
+            f"{run['wall'] - startup - limited['ideal_seconds']:+.2f} s beyond start-up. "
+            f"{limited['customers']} customers, {limited['duplicated_tax_ids']} duplicated.")
+    return text
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--rate-limit", type=float, default=50.0,
+                        help="requests/s for the rate-limited load (0: skip it)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-target-") as tmp:
+        latency = bench_latency(args.count, args.latency_ms, Path(tmp))
+        limited = bench_rate_limited(args.count, args.rate_limit, Path(tmp)) \
+            if args.rate_limit else None
+    text = report(latency, limited)
+    print("\n" + text)
+    return {"latency": latency, "rate_limited": limited, "report": text}
+
+
+if __name__ == "__main__":
+    main()
