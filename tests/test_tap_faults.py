@@ -8,6 +8,8 @@ import subprocess
 import pytest
 from tap_helpers import TAP, run_tap, tap_config, write_json
 
+from piriod_sandbox import SandboxProcess
+
 SECRET = "tok-s3cr3t-do-not-print-4f9a"
 
 
@@ -74,17 +76,22 @@ def test_wrong_api_url_fails_naming_the_setting(sandbox, tmp_path):
     assert "404" in run.stderr and "api_url" in run.stderr
 
 
-def test_token_never_printed(sandbox, tmp_path):
-    """Not in logs of a run with retries, not in --about, not in state."""
-    sandbox.set_faults(retry_after=0, script=[{"nth": 1, "fault": "503"}])
-    sandbox.call("POST", "reset", {"seed": 30})
-    # The sandbox only accepts its own token, so run against a proxy-free failure path too.
-    ok = run_tap(sandbox, tmp_path)
-    assert ok.returncode == 0
-    config = write_json(tmp_path, "secret.json", tap_config(sandbox, auth_token=SECRET))
+def test_token_never_printed(tmp_path):
+    """Not in the logs of a run with retries and of a failing run, not in --about, not in state."""
+    with SandboxProcess(30, token=SECRET) as server:
+        server.set_faults(retry_after=0, script=[{"nth": 1, "fault": "503"},
+                                                 {"nth": 2, "fault": "429"},
+                                                 {"nth": 3, "fault": "malformed"}])
+        ok = run_tap(server, tmp_path, page_size=10)
+        assert_complete(ok, server)
+        server.set_faults(retry_after=0, random={"503": 1.0})
+        failing = run_tap(server, tmp_path, max_retries=1)
+    config = write_json(tmp_path, "secret.json", tap_config(server, auth_token=SECRET))
     about = subprocess.run([*TAP, "--about", "--format", "json", "--config", config],
                            capture_output=True, text=True, check=True)
-    failing = run_tap(sandbox, tmp_path, auth_token=SECRET)
-    for text in (about.stdout, about.stderr, failing.stderr, json.dumps(failing.messages)):
+    assert failing.returncode != 0
+    assert "Retry" in ok.stderr, "the retries whose logs are checked did happen"
+    for text in (ok.stderr, json.dumps(ok.messages), about.stdout, about.stderr,
+                 failing.stderr, json.dumps(failing.messages)):
         assert SECRET not in text
     assert "auth_token" in about.stdout
