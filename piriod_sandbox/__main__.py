@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ignore ordering and date/key filters, answer in arbitrary order")
     parser.add_argument("--mixed-offsets", action="store_true",
                         help="render timestamps in assorted UTC offsets")
+    parser.add_argument("--no-links", action="store_true",
+                        help="list pages of count and results only, no next/previous links")
     parser.add_argument("--faults", type=json.loads, default=None,
                         help="a whole fault plan as JSON (overrides the flags above)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
@@ -51,6 +53,7 @@ def plan_from_args(args: argparse.Namespace) -> FaultPlan:
         "latency_ms": args.latency_ms, "random": random_faults, "retry_after": args.retry_after,
         "slow_ms": args.slow_ms, "rate_limit": args.rate_limit,
         "ignore_params": args.ignore_params, "mixed_offsets": args.mixed_offsets,
+        "no_links": args.no_links,
     })
 
 

@@ -38,6 +38,7 @@ class FaultPlan:
     mixed_offsets: bool = False
     clock_offset_s: float = 0.0
     reject_params: list[str] = field(default_factory=list)  # list params answered with 400
+    no_links: bool = False  # list pages of count and results only: no next/previous
 
     @classmethod
     def from_dict(cls, values: dict) -> FaultPlan:

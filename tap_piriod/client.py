@@ -14,7 +14,7 @@ import time
 import typing as t
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 from singer_sdk import RESTStream
@@ -46,12 +46,42 @@ FATAL_HINTS = {
 
 
 class PiriodPaginator(BaseHATEOASPaginator):
-    """Follows DRF's ``next`` links; a bare JSON list (no pagination) is one page."""
+    """Follows DRF's ``next`` links; a bare JSON list (no pagination) is one page.
+
+    An API that counts (``count``) but does not link its pages would otherwise look like
+    a one-page list and lose every later page silently: while fewer records than ``count``
+    have been read, such a page is followed by the same request with ``page`` one higher.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records_read = 0
 
     def get_next_url(self, response: requests.Response) -> str | None:
-        """Return the ``next`` link of a page, if any."""
+        """Return the ``next`` link of a page, or the next page number's URL if unlinked."""
         payload = payload_of(response)
-        return payload.get("next") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict):
+            return None
+        results = payload.get("results") or []
+        self.records_read += len(results)
+        if "next" in payload or not results:  # linked pages, even a last one with null
+            return payload.get("next")
+        count = payload.get("count")
+        if isinstance(count, int) and self.records_read < count:
+            return with_page_number(response.url, page_number(response.url) + 1)
+        return None
+
+
+def page_number(url: str) -> int:
+    """Return the ``page`` query parameter of ``url`` (1 when absent)."""
+    return int(parse_qs(urlsplit(url).query).get("page", ["1"])[0])
+
+
+def with_page_number(url: str, page: int) -> str:
+    """Return ``url`` with its ``page`` query parameter set to ``page``."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "page"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("page", str(page))])))
 
 
 def payload_of(response: requests.Response) -> t.Any:

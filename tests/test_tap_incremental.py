@@ -78,6 +78,12 @@ def test_server_refusing_ordering_and_filters_with_400(sandbox, tmp_path):
     assert_changes_arrive(sandbox, tmp_path, page_size=50)
 
 
+def test_server_counting_pages_without_linking_them(sandbox, tmp_path):
+    """No ``next`` links, only ``count``: later pages are asked for by number."""
+    sandbox.set_faults(no_links=True)
+    assert_changes_arrive(sandbox, tmp_path, page_size=40)
+
+
 def test_mixed_utc_offsets_compare_instants_not_strings(sandbox, tmp_path):
     sandbox.set_faults(mixed_offsets=True)
     headers = {"Authorization": f"Bearer {sandbox.token}"}
