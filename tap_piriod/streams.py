@@ -22,6 +22,7 @@ How it never misses a record:
 
 from __future__ import annotations
 
+import re
 import time
 import typing as t
 from datetime import datetime, timedelta, timezone
@@ -38,6 +39,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
 PROGRESS_EVERY_SECONDS = 10.0
+FRACTION = re.compile(r"(\.\d+)")
 
 
 def utc_text(value: str | datetime) -> str:
@@ -51,8 +53,7 @@ def utc_text(value: str | datetime) -> str:
                 return head + "+00:00"
         except ValueError:
             pass  # let the general case below raise as it always has
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(
-        value.replace("Z", "+00:00").replace("z", "+00:00"))
+    moment = value if isinstance(value, datetime) else parse_instant(value)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
@@ -62,6 +63,13 @@ def refuses_our_parameters(error: FatalAPIError) -> bool:
     """Tell whether a 400 names the optional parameters we add (a stricter API than DRF)."""
     text = str(error)
     return " 400 " in text and ("updated__gte" in text or "ordering" in text)
+
+
+def parse_instant(text: str) -> datetime:
+    """Parse ISO 8601 text, ``Z`` and fractions of any length included (3.10 takes 3 or 6)."""
+    text = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    text = FRACTION.sub(lambda match: (match[1] + "000000")[:7], text)
+    return datetime.fromisoformat(text)
 
 
 class CustomersStream(PiriodStream):
@@ -118,9 +126,15 @@ class CustomersStream(PiriodStream):
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         """Normalise timestamps to UTC; drop what is older than the bookmark."""
-        row["updated"] = utc_text(row["updated"])
-        if row.get("created"):
-            row["created"] = utc_text(row["created"])
+        try:
+            row["updated"] = utc_text(row["updated"])
+            if row.get("created"):
+                row["created"] = utc_text(row["created"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise FatalAPIError(
+                f"customer {row.get('id')!r} came with updated={row.get('updated')!r}, "
+                f"created={row.get('created')!r}: not ISO 8601 date-times, so it cannot be "
+                f"placed against the bookmark; stopping without moving it") from error
         if self._since and row["updated"] < self._since:
             self._progress["skipped"] += 1  # the server ignored updated__gte
             return None

@@ -6,9 +6,11 @@ import json
 import subprocess
 
 import pytest
+from singer_sdk.exceptions import FatalAPIError
 from tap_helpers import TAP, run_tap, tap_config, write_json
 
 from piriod_sandbox import SandboxProcess
+from tap_piriod.tap import TapPiriod
 
 SECRET = "tok-s3cr3t-do-not-print-4f9a"
 
@@ -95,3 +97,21 @@ def test_token_never_printed(tmp_path):
                  failing.stderr, json.dumps(failing.messages)):
         assert SECRET not in text
     assert "auth_token" in about.stdout
+
+
+@pytest.mark.parametrize("updated", [None, "yesterday", 1700000000])
+def test_a_record_without_a_readable_updated_is_a_clear_error(updated):
+    """The API's contract broken (a fault the sandbox cannot serve): name the customer."""
+    tap = TapPiriod(config={"auth_token": SECRET, "api_url": "http://127.0.0.1:9"},
+                    validate_config=True)
+    stream = tap.streams["customers"]
+    with pytest.raises(FatalAPIError, match=r"customer 'c-1' came with updated="):
+        stream.post_process({"id": "c-1", "updated": updated})
+
+
+def test_timestamps_in_any_iso_form_become_one_utc_text():
+    from tap_piriod.streams import utc_text
+
+    assert utc_text("2025-01-02T03:04:05.1Z") == "2025-01-02T03:04:05.100000+00:00"
+    assert utc_text("2025-01-02T03:04:05.123456789-03:00") == "2025-01-02T06:04:05.123456+00:00"
+    assert utc_text("2025-01-02T03:04:05+05:30") == "2025-01-01T21:34:05.000000+00:00"
