@@ -13,13 +13,24 @@ Then, rate-limited (``--rate-limit`` requests/s, 429 with ``Retry-After: 1`` bey
 the target loads 2,000 new customers; the run is compared to the ideal time, requests
 accepted / rate, and the sandbox is checked for duplicates.
 
+With ``--repeat N`` the target's runs (each on a fresh sandbox) are repeated and the
+fastest is reported with the spread; the sequential baseline, bound by latency, runs once.
+
+``--index-rss N`` measures instead the index's memory: the peak RSS of target-piriod
+loading one record into an N-customer sandbox (no latency), against the same run with an
+empty sandbox (start-up alone).
+
     python benchmarks/bench_target.py [--count 2000] [--latency-ms 20] [--rate-limit 50]
+                                      [--repeat 3]
+    python benchmarks/bench_target.py --index-rss 100000
+    python benchmarks/bench_target.py --tree /tmp/old ...   # an older commit's target
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import sys
@@ -27,7 +38,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from common import ROOT, Run, SandboxProcess, run_measured, table, tool
+from common import ROOT, Run, SandboxProcess, best, run_measured, table, tool
 
 SCHEMA = json.loads((ROOT / "schemas" / "customers.json").read_text())
 MAX_WORKERS = 8
@@ -71,10 +82,17 @@ def target_config(work: Path, sandbox: SandboxProcess, **extra: object) -> Path:
     return path
 
 
+def target_command() -> list[str]:
+    """Return the target's command: this checkout's, or with ``--tree`` that tree's."""
+    if os.environ.get("PYTHONPATH"):
+        return [sys.executable, "-m", "target_piriod"]
+    return [tool("target-piriod")]
+
+
 def run_target(label: str, work: Path, sandbox: SandboxProcess, config: Path,
                singer_input: Path) -> Run:
     err = work / f"{label.replace(' ', '-')}.err"
-    run = run_measured(label, [tool("target-piriod"), "--config", str(config)],
+    run = run_measured(label, [*target_command(), "--config", str(config)],
                        sandbox=sandbox, stdin_path=singer_input,
                        stdout_path=work / "target-state.jsonl", stderr_path=err)
     log = err.read_text(errors="replace")
@@ -107,54 +125,90 @@ def duplicates(sandbox: SandboxProcess) -> tuple[int, int]:
     return len(customers), sum(1 for count in counts.values() if count > 1)
 
 
-def bench_latency(count: int, latency_ms: float, work: Path) -> dict:
+def bench_latency(count: int, latency_ms: float, work: Path, repeat: int = 1) -> dict:
     print(f"\n== target: {count:,} customers, {latency_ms:g} ms latency per request ==",
           flush=True)
     changed = set(random.Random(5).sample(range(count), count // 10))
     new_singer, new_plain = write_inputs(work, "new", payloads(count))
     changed_singer, changed_plain = write_inputs(work, "changed", payloads(count, changed))
+    runs: dict[str, list[Run]] = {"new": [], "changed": [], "rerun": [], "index": []}
     with SandboxProcess(0, "--latency-ms", str(latency_ms)) as sandbox:
         base_new = run_baseline("baseline: new", work, sandbox, "create", new_plain)
         base_changed = run_baseline("baseline: 10% changed", work, sandbox, "update",
                                     changed_plain)
-        sandbox.reset(0)
-        config = target_config(work, sandbox)
-        new = run_target("target: new", work, sandbox, config, new_singer)
-        changed_run = run_target("target: 10% changed", work, sandbox, config,
-                                 changed_singer)
-        rerun = run_target("target: unchanged re-run", work, sandbox, config,
-                           changed_singer)
-        index_read = run_measured(
-            "index read alone",
-            [sys.executable, str(ROOT / "benchmarks" / "baseline_extract.py"), sandbox.url,
-             sandbox.token, "100"], sandbox=sandbox)
-        customers, duplicated = duplicates(sandbox)
-    startup = run_measured("target start-up", [tool("target-piriod"), "--about"])
+        for _ in range(repeat):
+            sandbox.reset(0)
+            config = target_config(work, sandbox)
+            runs["new"].append(run_target("target: new", work, sandbox, config, new_singer))
+            runs["changed"].append(run_target("target: 10% changed", work, sandbox, config,
+                                              changed_singer))
+            runs["rerun"].append(run_target("target: unchanged re-run", work, sandbox,
+                                            config, changed_singer))
+            runs["index"].append(run_measured(
+                "index read alone",
+                [sys.executable, str(ROOT / "benchmarks" / "baseline_extract.py"),
+                 sandbox.url, sandbox.token, "100"], sandbox=sandbox))
+            customers, duplicated = duplicates(sandbox)
+    startup = run_measured("target start-up", [*target_command(), "--about"])
+    index_read = best(runs["index"])
     print(f"  index read alone: {index_read.wall:.2f} s ({index_read.requests} requests); "
           f"target start-up {startup.wall:.2f} s", flush=True)
     return {"count": count, "latency_ms": latency_ms, "changed": len(changed),
-            "baseline_new": base_new.as_dict(), "baseline_changed": base_changed.as_dict(),
-            "target_new": new.as_dict(), "target_changed": changed_run.as_dict(),
-            "target_rerun": rerun.as_dict(), "index_read": index_read.as_dict(),
+            "repeat": repeat, "baseline_new": base_new.as_dict(),
+            "baseline_changed": base_changed.as_dict(),
+            "target_new": best(runs["new"]).as_dict(),
+            "target_changed": best(runs["changed"]).as_dict(),
+            "target_rerun": best(runs["rerun"]).as_dict(), "index_read": index_read.as_dict(),
+            "walls": {name: [round(run.wall, 3) for run in group]
+                      for name, group in runs.items()},
             "startup": startup.as_dict(), "customers": customers,
             "duplicated_tax_ids": duplicated}
 
 
-def bench_rate_limited(count: int, rate: float, work: Path) -> dict:
+def bench_rate_limited(count: int, rate: float, work: Path, repeat: int = 1) -> dict:
     print(f"\n== target: {count:,} customers, rate limit {rate:g} requests/s ==", flush=True)
     new_singer, _ = write_inputs(work, "new", payloads(count))
-    with SandboxProcess(0, "--rate-limit", str(rate), "--retry-after", "1") as sandbox:
-        config = target_config(work, sandbox)
-        run = run_target("target: new, rate-limited", work, sandbox, config, new_singer)
-        customers, duplicated = duplicates(sandbox)
-    throttled = run.stats["by_status"].get("429", 0)
-    accepted = run.requests - throttled
-    ideal = accepted / rate
-    print(f"  {accepted} requests accepted, {throttled} throttled (429); ideal {ideal:.2f} s; "
-          f"{customers} customers, {duplicated} duplicated tax ids", flush=True)
-    return {"count": count, "rate_limit": rate, "run": run.as_dict(), "accepted": accepted,
-            "throttled": throttled, "ideal_seconds": ideal, "over_ideal": run.wall / ideal - 1,
-            "customers": customers, "duplicated_tax_ids": duplicated}
+    results = []
+    for _ in range(repeat):
+        with SandboxProcess(0, "--rate-limit", str(rate), "--retry-after", "1") as sandbox:
+            config = target_config(work, sandbox)
+            run = run_target("target: new, rate-limited", work, sandbox, config, new_singer)
+            customers, duplicated = duplicates(sandbox)
+        throttled = run.stats["by_status"].get("429", 0)
+        accepted = run.requests - throttled
+        ideal = accepted / rate
+        print(f"  {accepted} requests accepted, {throttled} throttled (429); ideal "
+              f"{ideal:.2f} s; {customers} customers, {duplicated} duplicated tax ids",
+              flush=True)
+        results.append({"count": count, "rate_limit": rate, "run": run.as_dict(),
+                        "accepted": accepted, "throttled": throttled,
+                        "ideal_seconds": ideal, "over_ideal": run.wall / ideal - 1,
+                        "customers": customers, "duplicated_tax_ids": duplicated})
+    chosen = min(results, key=lambda result: result["over_ideal"])
+    # Duplicates in any run count, not only in the fastest.
+    chosen["duplicated_tax_ids"] = max(result["duplicated_tax_ids"] for result in results)
+    chosen["over_ideal_all"] = [round(result["over_ideal"], 4) for result in results]
+    return chosen
+
+
+def bench_index_rss(customers: int, work: Path) -> dict:
+    """Peak RSS of the target loading one record, with and without N customers indexed."""
+    print(f"\n== target: index memory, {customers:,} customers ==", flush=True)
+    singer, _ = write_inputs(work, "one", payloads(1))
+    result: dict = {"customers": customers}
+    for seed, name in ((0, "empty"), (customers, "full")):
+        with SandboxProcess(seed) as sandbox:
+            config = target_config(work, sandbox)
+            run = run_target(f"target: 1 record, {seed:,} customers", work, sandbox, config,
+                             singer)
+        print(f"    peak RSS {run.peak_rss_mb:.0f} MB, CPU {run.cpu:.2f} s, index "
+              f"{run.extra.get('index_seconds', float('nan')):.2f} s", flush=True)
+        result[name] = run.as_dict()
+    grown = result["full"]["peak_rss_mb"] - result["empty"]["peak_rss_mb"]
+    result["kb_per_customer"] = grown * 1024 / customers
+    print(f"  index: {grown:.0f} MB over start-up, {result['kb_per_customer']:.2f} KB per "
+          "customer", flush=True)
+    return result
 
 
 def report(latency: dict, limited: dict | None) -> str:
@@ -190,6 +244,11 @@ def report(latency: dict, limited: dict | None) -> str:
         f"({latency['index_read']['requests']} GETs); the target's own index read: "
         f"{rerun['extra'].get('index_seconds', float('nan')):.2f} s. After the loads: "
         f"{latency['customers']} customers, {latency['duplicated_tax_ids']} duplicated.")
+    if latency.get("repeat", 1) > 1:
+        walls = latency["walls"]
+        ratios = [f"{(new['writes'] / wall) / base_rate:.1f}x" for wall in walls["new"]]
+        text += (f" Best of {latency['repeat']} runs; new-load ratios of every run: "
+                 f"{', '.join(ratios)}; walls: {walls}.")
     if limited:
         run = limited["run"]
         text += (
@@ -199,6 +258,9 @@ def report(latency: dict, limited: dict | None) -> str:
             f"(accepted / rate): {limited['over_ideal']:+.1%} over it (goal <= +20%), "
             f"{run['wall'] - startup - limited['ideal_seconds']:+.2f} s beyond start-up. "
             f"{limited['customers']} customers, {limited['duplicated_tax_ids']} duplicated.")
+        if len(limited.get("over_ideal_all", [])) > 1:
+            text += " Over the ideal in every run: " + ", ".join(
+                f"{value:+.1%}" for value in limited["over_ideal_all"]) + "."
     return text
 
 
@@ -208,10 +270,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latency-ms", type=float, default=20.0)
     parser.add_argument("--rate-limit", type=float, default=50.0,
                         help="requests/s for the rate-limited load (0: skip it)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of the target per measurement (the fastest is reported)")
+    parser.add_argument("--index-rss", type=int, metavar="N", default=0,
+                        help="only measure the index's peak RSS with N customers")
+    parser.add_argument("--tree", help="benchmark the target_piriod (and piriod_sandbox) "
+                                       "of this directory instead, e.g. an older commit's")
     args = parser.parse_args(argv)
+    if args.tree:  # as bench_tap.py --tree: children import the tree's packages
+        os.environ["PYTHONPATH"] = str(Path(args.tree).resolve())
+        os.chdir(tempfile.gettempdir())
     with tempfile.TemporaryDirectory(prefix="bench-target-") as tmp:
-        latency = bench_latency(args.count, args.latency_ms, Path(tmp))
-        limited = bench_rate_limited(args.count, args.rate_limit, Path(tmp)) \
+        if args.index_rss:
+            return {"index_rss": bench_index_rss(args.index_rss, Path(tmp))}
+        latency = bench_latency(args.count, args.latency_ms, Path(tmp), args.repeat)
+        limited = bench_rate_limited(args.count, args.rate_limit, Path(tmp), args.repeat) \
             if args.rate_limit else None
     text = report(latency, limited)
     print("\n" + text)
