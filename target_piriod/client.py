@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -159,7 +160,7 @@ class PiriodClient:
         self.max_retries = max(0, max_retries)
         self.throttle = Throttle()
         self._token = token
-        self.session = _session(token, user_agent, pool_size)
+        self.session = _session(self.base_url, token, user_agent, pool_size)
         self.requests_sent = 0
         self.retries = 0
         self.logger = logger or logging.getLogger("target_piriod.client")
@@ -286,7 +287,7 @@ class _Transient:
     timed_out: bool = False
 
 
-def _session(token: str, user_agent: str, pool_size: int) -> requests.Session:
+def _session(base_url: str, token: str, user_agent: str, pool_size: int) -> requests.Session:
     session = requests.Session()
     adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(pool_size, 1) + 2,
                           max_retries=0, pool_block=True)
@@ -294,7 +295,24 @@ def _session(token: str, user_agent: str, pool_size: int) -> requests.Session:
     session.mount("https://", adapter)
     session.headers.update({"Authorization": f"Bearer {token}", "User-Agent": user_agent,
                             "Accept": "application/json"})
+    _settle_environment(session, base_url)
     return session
+
+
+def _settle_environment(session: requests.Session, base_url: str) -> None:
+    """Read the proxy and CA-bundle variables once, then stop requests re-reading them.
+
+    With ``trust_env`` on, requests looks up the proxy variables (and ``~/.netrc``) again
+    for every request: ~0.3 ms of CPU each, under the GIL the writer threads share. Every
+    request of a run goes to one host, so the answer is the same each time: resolve it
+    here. ``~/.netrc`` is deliberately not read: its credentials would replace the
+    Bearer token's Authorization header.
+    """
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def _retry_after(value: str | None) -> float:
