@@ -4,22 +4,30 @@ One ``Loader`` lives for the whole run (owned by the target, shared by its sinks
 holds the HTTP client, the customer index read once at the first batch, the writer
 threads, the dead-letter file and the counters of the summary line.
 
-A batch is planned in the calling thread and only then written, so that:
+A batch is planned whole in the calling thread, then its writes are handed to the
+threads, and ``load()`` returns once the *previous* batch's writes are finished: batch
+n+1 is read and planned while batch n is written, so the threads do not idle between
+batches. The invariants:
 
 * records with the same key are merged first (the later values win) and every key and
-  every customer appears in exactly one write: two threads can never race two POSTs
-  for one key, nor two PATCHes for one customer;
-* ``load()`` returns only once every write of the batch is done or dead-lettered,
-  which is what lets the SDK emit STATE after a drain without ever getting ahead of
-  unwritten records.
+  every customer appears in exactly one write at a time: two threads can never race
+  two POSTs for one key, nor two PATCHes for one customer. Each write in flight
+  *claims* its keys, the match key its payload sets and its customer's id; planning a
+  record whose key or customer is claimed first waits for that write and records its
+  outcome, so the later record is matched and diffed against what it wrote;
+* outcomes are recorded (index, counters, dead letters) in the calling thread only;
+* at most one batch is in flight when ``load()`` returns, and ``flush()`` returns only
+  once every write is done or dead-lettered: the target calls it before emitting a
+  STATE, which therefore never gets ahead of unwritten records.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
@@ -70,6 +78,26 @@ class Action:
     payload: dict
     current: dict | None = None
     changes: dict = field(default_factory=dict)
+
+    def claims(self, spec: KeySpec) -> set[str]:
+        """Return what this write must hold alone while in flight (see the module doc)."""
+        claimed = {key_claim(item.key) for item in self.items}
+        value = spec.value_of(self.payload) if spec.field != "id" else None
+        if value is not None:
+            claimed.add(key_claim((spec.label, value)))
+        if self.current is not None:
+            claimed.add(id_claim(self.current["id"]))
+        return claimed
+
+
+def key_claim(key: Key) -> str:
+    """Return the claim of a match key (``key:tax_id:76.1-K``)."""
+    return f"key:{key[0]}:{key[1]}"
+
+
+def id_claim(customer_id: str) -> str:
+    """Return the claim of a customer (``id:cus_1``)."""
+    return f"id:{customer_id}"
 
 
 @dataclass
@@ -145,31 +173,45 @@ class Loader:
         self._validator = PayloadValidator()
         self._index: CustomerIndex | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._in_flight: dict[Future, Action] = {}  # submitted, outcome not yet recorded
+        self._claims: dict[str, set[Future]] = {}  # key_claim/id_claim -> writes holding it
         self._started = time.monotonic()
         self._dry_run_ids = 0
 
     # -- the run -------------------------------------------------------------------------
 
     def load(self, records: Iterable[dict]) -> int:
-        """Write one batch; return how many records were merged into another."""
+        """Plan a batch and start its writes; return how many records were merged.
+
+        Returns once the writes of the previous batch are finished (this batch's may
+        still run: see ``flush()``).
+        """
         records = list(records)
         self.summary.records += len(records)
-        try:
+        earlier = list(self._in_flight)
+        with self._load_errors():
             items = [item for item in map(self._prepare, records) if item is not None]
             actions = self._plan(items)
             self._write_all(actions)
-        except AuthError as error:
-            raise LoadError(self.client.redact(
-                f"Piriod refused the credentials ({error}); check auth_token and api_url"),
-            ) from error
-        except PiriodError as error:
-            raise LoadError(self.client.redact(str(error))) from error
+            self._finish_writes(earlier)
         merged = sum(len(action.items) - 1 for action in actions)
         self.summary.merged += merged
         return merged
 
+    def flush(self) -> None:
+        """Return once every write started so far is done or dead-lettered."""
+        with self._load_errors():
+            self._finish_writes(list(self._in_flight))
+
     def finish(self) -> Summary:
-        """Stop the threads, close files, and return the final counters."""
+        """Finish the writes in flight, stop the threads, close files; return the counters.
+
+        The target calls ``flush()`` first, which raises on a fatal error; here (also
+        reached after a failure) one is only logged, so that the summary still prints.
+        """
+        fatal = self._wait_all(cancel=False)
+        if fatal is not None:
+            self.logger.error("A write failed: %s", self.client.redact(str(fatal)))
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         self.rejects.close()
@@ -179,6 +221,18 @@ class Loader:
         self.summary.retries = self.client.retries
         self.summary.throttled = self.client.throttle.throttled
         return self.summary
+
+    @contextmanager
+    def _load_errors(self) -> Iterator[None]:
+        """Turn the API's fatal errors into a LoadError that names what failed."""
+        try:
+            yield
+        except AuthError as error:
+            raise LoadError(self.client.redact(
+                f"Piriod refused the credentials ({error}); check auth_token and api_url"),
+            ) from error
+        except PiriodError as error:
+            raise LoadError(self.client.redact(str(error))) from error
 
     @property
     def index(self) -> CustomerIndex:
@@ -224,7 +278,7 @@ class Loader:
         by_target: dict[str, Action] = {}
         for key, group in by_key.items():
             payload = reduce(merge_payloads, (item.payload for item in group))
-            found = self._match(key, group, payload)
+            found = self._match_settled(key, group, payload)
             if found is False:
                 continue
             target = f"id:{found['id']}" if found else f"new:{key}"
@@ -235,6 +289,19 @@ class Loader:
             else:
                 by_target[target] = Action("", key, list(group), payload, found or None)
         return [action for action in map(self._decide, by_target.values()) if action]
+
+    def _match_settled(self, key: Key, group: list[Item],
+                       payload: dict) -> dict | bool | None:
+        """Match a key once no write in flight holds it, its match key or its customer."""
+        self._settle(key_claim(key))
+        value = self.spec.value_of(payload) if self.spec.field != "id" else None
+        if value is not None:
+            self._settle(key_claim((self.spec.label, value)))
+        while True:
+            found = self._match(key, group, payload)
+            if not found or not self._settle(id_claim(found["id"])):
+                return found
+            # That customer was being written: match again against what was written.
 
     def _match(self, key: Key, group: list[Item], payload: dict) -> dict | bool | None:
         """Return the customer a key matches, None for no match, False if rejected."""
@@ -278,8 +345,7 @@ class Loader:
     # -- writing -------------------------------------------------------------------------
 
     def _write_all(self, actions: list[Action]) -> None:
-        """Run the batch's writes on the worker threads; return when all are done."""
-        writes = []
+        """Count what needs no write, and start the writes on the worker threads."""
         for action in actions:
             if action.kind == "unchanged":
                 self.summary.unchanged += 1
@@ -288,29 +354,63 @@ class Loader:
             elif self.dry_run:
                 self._pretend(action)
             else:
-                writes.append(action)
-        if writes:
-            self._run_on_pool(writes)
+                self._submit(action)
 
-    def _run_on_pool(self, writes: list[Action]) -> None:
-        """Submit the writes; on a fatal error cancel what has not started and re-raise."""
+    def _submit(self, action: Action) -> None:
+        """Start one write, holding its claims until its outcome is recorded."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="piriod")
-        futures: dict[Future, Action] = {self._pool.submit(self._write, a): a for a in writes}
-        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        for future in pending:
-            future.cancel()
-        wait(pending)  # writes already running finish, so their outcome is recorded
+        future = self._pool.submit(self._write, action)
+        self._in_flight[future] = action
+        for claim in action.claims(self.spec):
+            # Two writes of one batch may share a claim (a record patching its customer's
+            # tax_id to another record's new key): a later record waits for both.
+            self._claims.setdefault(claim, set()).add(future)
+
+    def _settle(self, claim: str) -> bool:
+        """Wait for the writes holding ``claim``, if any, and record them; True if any."""
+        futures = self._claims.get(claim)
+        if not futures:
+            return False
+        self._finish_writes(list(futures))
+        return True
+
+    def _finish_writes(self, futures: list[Future]) -> None:
+        """Wait for writes and record them; on a fatal error stop the rest and re-raise."""
+        wait(futures, return_when=FIRST_EXCEPTION)
+        fatal = self._collect([future for future in futures if future.done()])
+        if fatal is not None:
+            self._wait_all(cancel=True)
+            raise fatal
+
+    def _wait_all(self, *, cancel: bool) -> BaseException | None:
+        """Wait for every write in flight (cancelling those not started) and record them."""
+        futures = list(self._in_flight)
+        if cancel:
+            for future in futures:
+                future.cancel()
+        wait(futures)
+        return self._collect(futures)
+
+    def _collect(self, futures: list[Future]) -> BaseException | None:
+        """Record finished writes and release their claims; return the first fatal error."""
         fatal = None
-        for future, action in futures.items():
+        for future in futures:
+            action = self._in_flight.pop(future, None)
+            if action is None:
+                continue  # recorded already
+            for claim in action.claims(self.spec):
+                holders = self._claims.get(claim, set())
+                holders.discard(future)
+                if not holders:
+                    self._claims.pop(claim, None)
             if future.cancelled():
                 continue
             if future.exception() is not None:
                 fatal = fatal or future.exception()
                 continue
             self._record(action, future.result())
-        if fatal is not None:
-            raise fatal
+        return fatal
 
     def _write(self, action: Action) -> dict | Rejection:
         """Create or patch one customer; return it, or the API's reason for refusing."""

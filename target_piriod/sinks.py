@@ -20,7 +20,8 @@ class CustomersSink(BatchSink):
 
     A bounded batch keeps memory flat and lets STATE advance during long loads; the
     writes inside a batch run concurrently in the Loader, and ``process_batch`` returns
-    only when all of them are written or dead-lettered.
+    once the previous batch's writes are written or dead-lettered (this one's are then
+    written while the next batch is read; the target flushes them before any STATE).
     """
 
     MAX_SIZE_DEFAULT = 500
@@ -51,7 +52,7 @@ class CustomersSink(BatchSink):
         """
 
     def process_batch(self, context: dict) -> None:
-        """Write a batch; return only once every record is written or dead-lettered."""
+        """Start writing a batch; return once the previous batch is fully written."""
         merged = self._loader.load(context.get("records", []))
         if merged:
             self.tally_duplicate_merged(merged)

@@ -130,18 +130,24 @@ class TargetPiriod(Target):
 
         The SDK only emits STATE when it drains every sink; a full sink is drained alone.
         With a single stream, an empty sink right after that drain means every record
-        before the latest STATE is written or dead-lettered, so the state can advance.
+        before the latest STATE was handed to the Loader, so the state can advance
+        (once the Loader has finished those writes: see ``_write_state_message``).
         """
         with self._summary_on_failure():
             super()._process_record_message(message_dict)
-        if self._latest_state and not self._sinks_to_clear and all(
-                sink.current_size == 0 for sink in self._sinks_active.values()):
-            self._write_state_message(copy.deepcopy(self._latest_state))
+            if self._latest_state and not self._sinks_to_clear and all(
+                    sink.current_size == 0 for sink in self._sinks_active.values()):
+                self._write_state_message(copy.deepcopy(self._latest_state))
 
     def _write_state_message(self, state: dict) -> None:
-        """Emit a STATE unless it is the one emitted last."""
+        """Emit a STATE unless it is the one emitted last, once its records are written.
+
+        The Loader writes a batch while the next one is read, so a drained batch may
+        still be in flight: the STATE waits for every write started so far.
+        """
         state_json = json.dumps(state, sort_keys=True)
         if state_json != self._last_state_json:
+            self.loader.flush()
             super()._write_state_message(state)
             self._last_state_json = state_json
 
@@ -149,6 +155,7 @@ class TargetPiriod(Target):
         """Drain, print the summary, and fail if more than ``max_rejects`` were rejected."""
         with self._summary_on_failure():
             super().process_endofpipe()
+            self.loader.flush()
         summary = self._report(self.loader.finish())
         limit = int(self.config.get("max_rejects") or 0)
         if summary.rejected > limit:
