@@ -184,3 +184,45 @@ def test_writes_run_concurrently_over_reused_connections(sandbox, tmp_path):
     assert peak[0] > 1  # more than one write in flight at a time
     # keep-alive: 3 index pages and 24 creates over at most a pool's worth of connections
     assert pool.num_requests == 27 and 1 <= pool.num_connections <= 4 + 2
+
+
+def _odd_customers() -> list[dict]:
+    """Customers whose values stress the index's compact form."""
+    return [
+        {"id": "a", "tax_id": "1", "name": "Ñandú Ltda. 🦤", "email": None, "state": None,
+         "country": {"id": "CL", "name": "Chile"}, "metadata": None, "phone": ""},
+        {"id": "b", "tax_id": " 2 ", "metadata": {"n": 2**70, "nested": {"x": [1, None]}}},
+        {"id": "c", "tax_id": "3", "metadata": {"ratio": 0.1, "nan": float("nan")}},
+        {"id": "d", "tax_id": "3", "website": "https://d.example", "tax_settings": "x",
+         "aggregations": {"balance": 10}, "contacts": [{"name": "z"}]},
+    ]
+
+
+def test_index_gives_back_what_diffing_needs():
+    index = CustomerIndex(KeySpec.parse("tax_id"))
+    customers = _odd_customers()
+    index.add_all(customers)
+    payloads = [{"name": "Ñandú Ltda. 🦤"}, {"email": None}, {"email": "x@y.z"},
+                {"phone": ""}, {"phone": None}, {"state": None}, {"country": "CL"},
+                {"metadata": {"n": 2**70}}, {"metadata": {"ratio": 0.1}},
+                {"metadata": {"nested": {"x": [1, None]}}}, {"website": "https://d.example"},
+                {"tax_settings": None}, {"metadata": {"new": 1}}]
+    for customer in customers:
+        held = index.get(customer["id"])
+        assert held["id"] == customer["id"]
+        for payload in payloads:
+            assert changes_for(held, payload) == changes_for(customer_shape(customer), payload)
+    assert [c["id"] for c in index.find("2")] == ["b"]
+    assert [c["id"] for c in index.find("3")] == ["c", "d"]  # ambiguous: both, sorted
+    assert index.get("zz") is None and index.find("zz") == [] and len(index) == 4
+
+
+def test_index_replacing_a_customer_moves_its_key_and_values():
+    index = CustomerIndex(KeySpec.parse("metadata.erp_id"))
+    index.add({"id": "x", "metadata": {"erp_id": "E1"}, "phone": "1"})
+    index.add({"id": "y", "metadata": {"erp_id": "E1"}})
+    index.add({"id": "x", "metadata": {"erp_id": "E2"}, "phone": "2"})
+    assert [c["id"] for c in index.find("E1")] == ["y"]
+    [held] = index.find("E2")
+    assert held["phone"] == "2" and held["metadata"] == {"erp_id": "E2"}
+    assert changes_for(held, {"phone": "2", "metadata": {"erp_id": "E2"}}) == {}
