@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import random
 import threading
 import time
 
@@ -226,3 +227,19 @@ def test_index_replacing_a_customer_moves_its_key_and_values():
     [held] = index.find("E2")
     assert held["phone"] == "2" and held["metadata"] == {"erp_id": "E2"}
     assert changes_for(held, {"phone": "2", "metadata": {"erp_id": "E2"}}) == {}
+
+
+def test_fast_validation_accepts_exactly_what_jsonschema_accepts():
+    validator = PayloadValidator()
+    assert validator._fast_check is not None  # the write schema is within its reach
+    rng = random.Random(3)
+    names = [*write_schema()["properties"], "unknown"]
+    values = [None, "", " ", "CL", "cl", "CLP", "CLPX", "x@y", "nope", "CL-RM", "CL-RMX",
+              "https://a.example", "é" * 6, "é" * 7, "a" * 32, "a" * 33, "a" * 64,
+              "a" * 65, "a" * 200, "a" * 201, "a" * 254 + "@", "a" * 255, "a" * 256,
+              "x\nCL", "CL\n", 0, 1.5, True, [], ["CL"], {}, {"k": "v"}, {"k": None}]
+    for _ in range(4000):
+        payload = {rng.choice(names): rng.choice(values) for _ in range(rng.randint(0, 4))}
+        full = not any(validator._validator.iter_errors(payload))
+        assert validator._fast_check(payload) == full, payload
+        assert (validator.errors(payload) == []) == full
