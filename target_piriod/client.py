@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import json
 import logging
 import os
 import random
@@ -29,6 +30,8 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from target_piriod.transport import Reply, Transport
 
 CUSTOMERS_PATH = "/customers/"
 PAGE_SIZE = 100
@@ -161,6 +164,7 @@ class PiriodClient:
         self.throttle = Throttle()
         self._token = token
         self.session = _session(self.base_url, token, user_agent, pool_size)
+        self.transport = Transport(self.session, self.base_url, timeout)
         self.requests_sent = 0
         self.retries = 0
         self.logger = logger or logging.getLogger("target_piriod.client")
@@ -245,9 +249,8 @@ class PiriodClient:
         """Send once; return the parsed JSON, a _Throttled or a _Transient, or raise."""
         self.requests_sent += 1
         try:
-            response = self.session.request(method, urljoin(self.base_url, path.lstrip("/")),
-                                            params=params, json=json_body,
-                                            timeout=self.timeout)
+            reply = self.transport.send(method, urljoin(self.base_url, path.lstrip("/")),
+                                        params, json_body)
         except requests.exceptions.ConnectTimeout as error:
             return _Transient(f"connect timeout ({type(error).__name__})", not_sent=True)
         except requests.exceptions.Timeout as error:
@@ -258,19 +261,19 @@ class PiriodClient:
                               not_sent=_never_connected(error))
         except requests.exceptions.RequestException as error:
             return _Transient(f"request failed ({type(error).__name__})")
-        return self._classify(method, path, response)
+        return self._classify(method, path, reply)
 
-    def _classify(self, method: str, path: str, response: requests.Response) -> Any:
-        status = response.status_code
+    def _classify(self, method: str, path: str, reply: Reply) -> Any:
+        status = reply.status
         if status == 429:
-            return _Throttled(_retry_after(response.headers.get("Retry-After")))
+            return _Throttled(_retry_after(reply.headers.get("Retry-After")))
         if status >= 500:
-            return _Transient(f"HTTP {status} {_short(_body(response))}")
+            return _Transient(f"HTTP {status} {_short(_body(reply))}")
         if status >= 400:
             error_class = AuthError if status in (401, 403) else ApiError
-            raise error_class(method, _path(path), status, _body(response))
+            raise error_class(method, _path(path), status, _body(reply))
         try:
-            return response.json()
+            return json.loads(reply.data)
         except ValueError:
             return _Transient(f"HTTP {status} with an unparsable body")
 
@@ -341,11 +344,12 @@ def _reason(error: Exception) -> str:
     return type(getattr(inner, "reason", inner)).__name__
 
 
-def _body(response: requests.Response) -> Any:
+def _body(reply: Reply) -> Any:
+    """Return an error body as JSON if it parses, else its first 500 characters."""
     try:
-        return response.json()
+        return json.loads(reply.data)
     except ValueError:
-        return response.text[:500]
+        return reply.data.decode("utf-8", errors="replace")[:500]
 
 
 def _short(body: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -67,3 +68,79 @@ def test_ca_bundle_variable_is_still_honoured(monkeypatch, tmp_path):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     client = PiriodClient("https://api.piriod.invalid", "token")
     assert client.session.verify == str(bundle)
+
+
+class _Api(BaseHTTPRequestHandler):
+    """A tiny API: /old/ redirects to /customers/; POST echoes what it received."""
+
+    seen: ClassVar[list[tuple[str, str, dict, bytes]]] = []
+
+    def _answer(self, status: int, body: dict, headers: dict | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.path, dict(self.headers), b""))
+        if self.path.startswith("/old/"):
+            self._answer(302, {}, {"Location": "/customers/?page_size=100"})
+        else:
+            self._answer(200, {"count": 1, "next": None, "results": [{"id": "r1"}]})
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append(("POST", self.path, dict(self.headers), body))
+        self._answer(201, {"id": "new", **json.loads(body)})
+
+    def log_message(self, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+@pytest.fixture
+def api() -> Iterator[str]:
+    _Api.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_carry_the_token_json_and_quoted_parameters(api):
+    client = PiriodClient(api, "tok")
+    assert client.create_customer({"name": "Ñandú"}) == {"id": "new", "name": "Ñandú"}
+    list(client.iter_customers({"email": "a b@c.example"}))
+    client.get_customer("an id")  # an id from a record: quoted as requests quotes it
+    (_, _, headers, body), (_, path, _, _), (_, id_path, _, _) = _Api.seen
+    assert id_path == "/customers/an%20id/"
+    assert headers["Authorization"] == "Bearer tok"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"name": "Ñandú"}
+    assert path == "/customers/?page_size=100&email=a+b%40c.example"
+
+
+def test_a_redirect_is_followed_as_requests_follows_it(api):
+    client = PiriodClient(api, "tok")
+    page = client._call("GET", "/old/")
+    assert page["results"] == [{"id": "r1"}]
+    assert [path for _, path, _, _ in _Api.seen][-1] == "/customers/?page_size=100"
+
+
+def test_a_refused_connection_is_known_not_sent_and_a_timeout_is_timed_out(api):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    refused = PiriodClient(f"http://127.0.0.1:{closed_port}", "tok")._attempt(
+        "POST", "/customers/", None, {"name": "x"})
+    assert refused.not_sent and not refused.timed_out  # a POST that may be retried
+    with socket.socket() as silent:  # accepts, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        slow = PiriodClient(f"http://127.0.0.1:{silent.getsockname()[1]}", "tok",
+                            timeout=0.2)
+        outcome = slow._attempt("POST", "/customers/", None, {"name": "x"})
+    assert outcome.timed_out and not outcome.not_sent  # outcome unknown: look it up first

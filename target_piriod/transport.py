@@ -1,0 +1,167 @@
+"""Sending one request on the session's own connection pool, without requests' layers.
+
+``requests.Session.request`` costs ~1 ms of CPU per request here (preparing and merging
+settings, hooks, cookies, the adapter, building a Response), twice what urllib3 needs
+for the same bytes, and the writer threads share one GIL: that CPU is what capped the
+target's writes per second. ``Transport`` keeps everything that decides *what* is sent
+and *where* from requests (the session's headers, proxies and CA settings, the adapter's
+pool for the API's host, URL quoting and parameter encoding, the JSON body) and sends it
+with the pool's ``urlopen`` directly, then turns urllib3's exceptions into the ones
+requests' adapter raises, so the client classifies failures exactly as before.
+
+A redirect (rare for an API) is not followed here: that one request is sent again with
+``Session.request``, which follows it as it always did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+from urllib.parse import urlencode, urlsplit
+
+import requests
+import urllib3
+from requests import exceptions as rex
+from requests.utils import requote_uri, select_proxy
+from urllib3 import exceptions as uex
+
+# As requests' adapter with max_retries=0: no retry at all, read errors raised as such.
+_NO_RETRIES = urllib3.Retry(0, read=False)
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+@dataclass
+class Reply:
+    """What the client needs of a response."""
+
+    status: int
+    headers: Mapping[str, str]
+    data: bytes
+
+
+class Transport:
+    """Sends requests to one API host over a ``requests.Session``'s connection pool."""
+
+    def __init__(self, session: requests.Session, base_url: str, timeout: float) -> None:
+        self.session = session
+        self.timeout = timeout
+        adapter = session.get_adapter(base_url)
+        prepared = requests.Request("GET", base_url).prepare()
+        self._pool = adapter.get_connection_with_tls_context(
+            prepared, session.verify, proxies=session.proxies, cert=session.cert)
+        self._absolute = _absolute_urls(base_url, session.proxies)
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._headers = dict(session.headers)
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+
+    def send(self, method: str, url: str, params: dict | None = None,
+             json_body: Any = None) -> Reply:
+        """Send once; raise the exception ``Session.request`` would raise on failure."""
+        full = _with_params(url, params)
+        body = None if json_body is None else _json_bytes(json_body)
+        try:
+            response = self._pool.urlopen(
+                method, full if self._absolute else _path_of(full), body=body,
+                headers=self._headers if body is None else self._json_headers,
+                redirect=False, assert_same_host=False, retries=_NO_RETRIES,
+                timeout=self._timeout, preload_content=False, decode_content=True)
+        except Exception as error:
+            _reraise(error, _as_requests_error(error))
+        if response.status in _REDIRECTS and response.headers.get("Location"):
+            response.drain_conn()
+            return self._follow(method, url, params, json_body)
+        try:
+            data = response.data  # read whole; the connection then goes back to the pool
+        except Exception as error:
+            _reraise(error, _as_body_error(error))
+        return Reply(response.status, response.headers, data)
+
+    def _follow(self, method: str, url: str, params: dict | None, json_body: Any) -> Reply:
+        """Send a request that was redirected again with requests, which follows it."""
+        response = self.session.request(method, url, params=params, json=json_body,
+                                        timeout=self.timeout)
+        return Reply(response.status_code, response.headers, response.content)
+
+
+def _absolute_urls(base_url: str, proxies: Mapping[str, str]) -> bool:
+    """Return True if requests would send the absolute URL (plain HTTP via an HTTP proxy)."""
+    proxy = select_proxy(base_url, dict(proxies))
+    if not proxy:
+        return False
+    return urlsplit(base_url).scheme != "https" and \
+        not urlsplit(proxy).scheme.lower().startswith("socks")
+
+
+def _with_params(url: str, params: dict | None) -> str:
+    """Append query parameters and quote the URL as ``PreparedRequest.prepare_url`` does."""
+    pairs = [(key, value) for key, value in (params or {}).items() if value is not None]
+    if pairs:
+        url = f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(pairs, doseq=True)}"
+    return requote_uri(url)
+
+
+def _path_of(url: str) -> str:
+    """Return the path and query of a URL (what goes on the request line)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _json_bytes(value: Any) -> bytes:
+    """Encode a JSON body as requests' ``json=`` does (NaN refused, UTF-8)."""
+    try:
+        return json.dumps(value, allow_nan=False).encode("utf-8")
+    except ValueError as error:
+        raise rex.InvalidJSONError(error) from error
+
+
+def _reraise(error: Exception, translated: Exception) -> NoReturn:
+    """Raise ``translated`` (from ``error``), or ``error`` itself if it is the same."""
+    if translated is error:
+        raise error
+    raise translated from error
+
+
+def _as_body_error(error: Exception) -> Exception:
+    """Return the exception requests' ``Response.content`` raises for a failed read."""
+    if isinstance(error, uex.ProtocolError):
+        return rex.ChunkedEncodingError(error)
+    if isinstance(error, uex.DecodeError):
+        return rex.ContentDecodingError(error)
+    if isinstance(error, uex.ReadTimeoutError):
+        return rex.ConnectionError(error)
+    if isinstance(error, uex.SSLError):
+        return rex.SSLError(error)
+    return error
+
+
+def _as_requests_error(error: Exception) -> Exception:
+    """Return the exception requests' HTTPAdapter.send raises for a urllib3 failure."""
+    if isinstance(error, uex.ProtocolError | OSError):
+        return rex.ConnectionError(error)
+    if isinstance(error, uex.MaxRetryError):
+        reason = error.reason
+        if isinstance(reason, uex.ConnectTimeoutError) and \
+                not isinstance(reason, uex.NewConnectionError):
+            return rex.ConnectTimeout(error)
+        if isinstance(reason, uex.ResponseError):
+            return rex.RetryError(error)
+        if isinstance(reason, uex.ProxyError):
+            return rex.ProxyError(error)
+        if isinstance(reason, uex.SSLError):
+            return rex.SSLError(error)
+        return rex.ConnectionError(error)
+    if isinstance(error, uex.ClosedPoolError):
+        return rex.ConnectionError(error)
+    if isinstance(error, uex.ProxyError):
+        return rex.ProxyError(error)
+    if isinstance(error, uex.SSLError):
+        return rex.SSLError(error)
+    if isinstance(error, uex.ReadTimeoutError):
+        return rex.ReadTimeout(error)
+    if isinstance(error, uex.InvalidHeader):
+        return rex.InvalidHeader(error)
+    if isinstance(error, uex.DecodeError):
+        return rex.ContentDecodingError(error)
+    return error
