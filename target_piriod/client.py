@@ -172,14 +172,22 @@ class PiriodClient:
     # -- the API -------------------------------------------------------------------------
 
     def iter_customers(self, params: dict[str, Any] | None = None) -> Iterator[dict]:
-        """Yield every customer of a (possibly filtered) list, following ``next`` links."""
+        """Yield every customer of a (possibly filtered) list, page by page.
+
+        The index built from this list is what prevents duplicates, so a page that cannot
+        be read as customers is an error, never an empty page. Pages are followed by their
+        ``next`` link (by its query only: the token never goes to another host); a list
+        that carries a ``count`` but no links is read by page number until ``count``
+        customers have come; a bare JSON list is the whole list.
+        """
         query: dict[str, Any] | None = {"page_size": PAGE_SIZE, **(params or {})}
+        read = 0
         while query is not None:
             page = self._call("GET", CUSTOMERS_PATH, params=query)
-            yield from page.get("results") or []
-            # Follow ``next`` by its query only: the token never goes to another host.
-            next_url = page.get("next")
-            query = dict(parse_qsl(urlsplit(next_url).query)) if next_url else None
+            results = _results_of(page)
+            yield from results
+            read += len(results)
+            query = _next_query(page, query, read)
 
     def get_customer(self, customer_id: str) -> dict | None:
         """Return one customer, or None if the API does not know the id (404)."""
@@ -316,6 +324,28 @@ def _settle_environment(session: requests.Session, base_url: str) -> None:
     if bundle:
         session.verify = bundle
     session.trust_env = False
+
+
+def _results_of(page: Any) -> list[dict]:
+    """Return the customers of a list page, or raise if the page holds none we can read."""
+    if isinstance(page, list):
+        return page
+    if isinstance(page, dict) and isinstance(page.get("results"), list):
+        return page["results"]
+    raise PiriodError(f"GET {CUSTOMERS_PATH} answered JSON without a `results` list; "
+                      f"is api_url a Piriod API? ({_short(page)})")
+
+
+def _next_query(page: Any, query: dict[str, Any], read: int) -> dict[str, Any] | None:
+    """Return the query of the page after ``page``, or None if it was the last."""
+    if not isinstance(page, dict) or not page["results"]:
+        return None
+    if "next" in page:  # linked pages, even a last one with null
+        return dict(parse_qsl(urlsplit(page["next"]).query)) if page["next"] else None
+    count = page.get("count")
+    if isinstance(count, int) and read < count:
+        return {**query, "page": int(query.get("page", 1)) + 1}
+    return None
 
 
 def _retry_after(value: str | None) -> float:

@@ -125,3 +125,14 @@ def test_patch_timeouts_are_retried(sandbox, tmp_path):
     assert run.count("updated") == 4
     after = {c["id"]: c["address"] for c in sandbox.customers()}
     assert [after[c["id"]] for c in customers] == [f"Timeout {i}" for i in range(4)]
+
+
+def test_index_reads_every_page_of_a_list_that_counts_without_linking(sandbox, tmp_path):
+    """Pages with ``count`` but no ``next``: an index of page 1 alone would re-create 150."""
+    sandbox.set_faults(no_links=True)
+    existing = sandbox.customers()
+    edited = [{"tax_id": c["tax_id"], "name": c["name"] + " (edited)"} for c in existing[-150:]]
+    run = run_target(sandbox, tmp_path, messages_for(edited), match_field="tax_id")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (run.count("created"), run.count("updated")) == (0, 150)
+    assert len(sandbox.customers()) == len(existing)

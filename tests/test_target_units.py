@@ -243,3 +243,18 @@ def test_fast_validation_accepts_exactly_what_jsonschema_accepts():
         full = not any(validator._validator.iter_errors(payload))
         assert validator._fast_check(payload) == full, payload
         assert (validator.errors(payload) == []) == full
+
+
+def test_list_pages_are_read_in_every_shape_and_garbage_is_an_error():
+    from target_piriod.client import PiriodError, _next_query, _results_of
+
+    assert _results_of([{"id": "a"}]) == [{"id": "a"}]
+    assert _results_of({"count": 1, "results": [{"id": "a"}]}) == [{"id": "a"}]
+    with pytest.raises(PiriodError, match="without a `results` list"):
+        _results_of({"detail": "ok"})  # an empty index would re-create every customer
+    linked = {"next": "http://elsewhere/customers/?page=2&page_size=100", "results": [{}]}
+    assert _next_query(linked, {"page_size": 100}, 1) == {"page": "2", "page_size": "100"}
+    assert _next_query({"next": None, "count": 9, "results": [{}]}, {}, 1) is None
+    unlinked = {"count": 250, "results": [{}] * 100}
+    assert _next_query(unlinked, {"page_size": 100}, 100) == {"page_size": 100, "page": 2}
+    assert _next_query(unlinked, {"page_size": 100, "page": 3}, 250) is None
