@@ -57,6 +57,7 @@ from target_piriod.records import PayloadValidator, to_payload
 from target_piriod.rejects import DeadLetterWriter
 
 MODES = ("upsert", "create_only", "update_only")
+PROGRESS_EVERY_SECONDS = 10.0  # a long load says how it is going this often
 
 
 @dataclass
@@ -175,7 +176,7 @@ class Loader:
         self._pool: ThreadPoolExecutor | None = None
         self._in_flight: dict[Future, Action] = {}  # submitted, outcome not yet recorded
         self._claims: dict[str, set[Future]] = {}  # key_claim/id_claim -> writes holding it
-        self._started = time.monotonic()
+        self._started = self._last_report = time.monotonic()
         self._dry_run_ids = 0
 
     # -- the run -------------------------------------------------------------------------
@@ -196,6 +197,7 @@ class Loader:
             self._finish_writes(earlier)
         merged = sum(len(action.items) - 1 for action in actions)
         self.summary.merged += merged
+        self._report_progress()
         return merged
 
     def flush(self) -> None:
@@ -245,11 +247,35 @@ class Loader:
         """Read every customer once, 100 a page, and index them by id and match key."""
         started, sent = time.monotonic(), self.client.requests_sent
         index = CustomerIndex(self.spec)
-        index.add_all(self.client.iter_customers({"ordering": "created"}))
+        index.add_all(self._reported(self.client.iter_customers({"ordering": "created"})))
         keys = "id" if self.spec.field == "id" else f"id and {self.spec.label}"
         self.logger.info("Indexed %d customers by %s in %.2f s (%d requests)", len(index),
                          keys, time.monotonic() - started, self.client.requests_sent - sent)
         return index
+
+    def _reported(self, customers: Iterator[dict]) -> Iterator[dict]:
+        """Pass the index's customers through, saying every so often how many were read."""
+        started = last = time.monotonic()
+        for count, customer in enumerate(customers, 1):
+            yield customer
+            if time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
+                last = time.monotonic()
+                self.logger.info("Indexing: %d customers read (%.0f/s, %d requests, %d "
+                                 "retries)", count, count / (last - started),
+                                 self.client.requests_sent, self.client.retries)
+
+    def _report_progress(self) -> None:
+        """Log the counters so far, at most every PROGRESS_EVERY_SECONDS."""
+        now = time.monotonic()
+        if now - self._last_report < PROGRESS_EVERY_SECONDS:
+            return
+        self._last_report, done = now, self.summary
+        self.logger.info(
+            "Progress: %d records (%.0f records/s): %d created, %d updated, %d unchanged, "
+            "%d rejected; %d requests, %d retries, %d throttled", done.records,
+            done.records / (now - self._started), done.created, done.updated, done.unchanged,
+            done.rejected, self.client.requests_sent, self.client.retries,
+            self.client.throttle.throttled)
 
     # -- planning ------------------------------------------------------------------------
 

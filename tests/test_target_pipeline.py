@@ -141,3 +141,21 @@ def test_state_is_emitted_only_after_the_writes_it_covers(sandbox, tmp_path, mon
     target.listen(file_input=io.StringIO("\n".join(lines) + "\n"))
     assert emitted and emitted[-1] == 40 and len(emitted) > 1
     assert len(log.created) == 40 and not log.overlaps
+
+
+def test_long_loads_report_progress(sandbox, tmp_path, monkeypatch, caplog):
+    """A person watching a long load sees records/s, counts, requests and retries."""
+    monkeypatch.setattr("target_piriod.loader.PROGRESS_EVERY_SECONDS", 0.0)
+    sandbox.set_faults(retry_after=0, script=[{"nth": 1, "fault": "503", "method": "GET"}])
+    loader = make_loader(sandbox, tmp_path)
+    with caplog.at_level(logging.INFO, logger="test"):
+        loader.load([new_customer(n) for n in range(1, 6)])
+        loader.flush()
+        loader.load([new_customer(n) for n in range(1, 6)])
+        loader.flush()
+        loader.finish()
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Progress")]
+    assert len(lines) == 2
+    assert "10 records" in lines[1] and "5 created" in lines[1] and "1 retries" in lines[1]
+    assert "records/s" in lines[1]
+    assert any(r.getMessage().startswith("Indexing: ") for r in caplog.records)
