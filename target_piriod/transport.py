@@ -127,13 +127,17 @@ def _as_body_error(error: Exception) -> Exception:
     """Return the exception requests' ``Response.content`` raises for a failed read."""
     if isinstance(error, uex.ProtocolError):
         return rex.ChunkedEncodingError(error)
-    if isinstance(error, uex.DecodeError):
-        return rex.ContentDecodingError(error)
     if isinstance(error, uex.ReadTimeoutError):
         return rex.ConnectionError(error)
-    if isinstance(error, uex.SSLError):
-        return rex.SSLError(error)
-    return error
+    return _as_requests_error(error)  # decoding and TLS errors: as when sending
+
+
+# urllib3's failures and the requests exceptions HTTPAdapter.send turns them into.
+_BY_REASON = ((uex.ResponseError, rex.RetryError), (uex.ProxyError, rex.ProxyError),
+              (uex.SSLError, rex.SSLError))
+_BY_ERROR = ((uex.ClosedPoolError, rex.ConnectionError), (uex.ProxyError, rex.ProxyError),
+             (uex.SSLError, rex.SSLError), (uex.ReadTimeoutError, rex.ReadTimeout),
+             (uex.InvalidHeader, rex.InvalidHeader), (uex.DecodeError, rex.ContentDecodingError))
 
 
 def _as_requests_error(error: Exception) -> Exception:
@@ -145,23 +149,13 @@ def _as_requests_error(error: Exception) -> Exception:
         if isinstance(reason, uex.ConnectTimeoutError) and \
                 not isinstance(reason, uex.NewConnectionError):
             return rex.ConnectTimeout(error)
-        if isinstance(reason, uex.ResponseError):
-            return rex.RetryError(error)
-        if isinstance(reason, uex.ProxyError):
-            return rex.ProxyError(error)
-        if isinstance(reason, uex.SSLError):
-            return rex.SSLError(error)
-        return rex.ConnectionError(error)
-    if isinstance(error, uex.ClosedPoolError):
-        return rex.ConnectionError(error)
-    if isinstance(error, uex.ProxyError):
-        return rex.ProxyError(error)
-    if isinstance(error, uex.SSLError):
-        return rex.SSLError(error)
-    if isinstance(error, uex.ReadTimeoutError):
-        return rex.ReadTimeout(error)
-    if isinstance(error, uex.InvalidHeader):
-        return rex.InvalidHeader(error)
-    if isinstance(error, uex.DecodeError):
-        return rex.ContentDecodingError(error)
-    return error
+        return _translated(reason, _BY_REASON, error) or rex.ConnectionError(error)
+    return _translated(error, _BY_ERROR, error) or error
+
+
+def _translated(probe: object, table: tuple, error: Exception) -> Exception | None:
+    """Return the first translation in ``table`` whose urllib3 type ``probe`` is."""
+    for source, target in table:
+        if isinstance(probe, source):
+            return target(error)
+    return None

@@ -10,8 +10,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+from requests import exceptions as rex
+from urllib3 import exceptions as uex
 
 from target_piriod.client import PiriodClient
+from target_piriod.transport import _as_body_error, _as_requests_error
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -144,3 +147,25 @@ def test_a_refused_connection_is_known_not_sent_and_a_timeout_is_timed_out(api):
                             timeout=0.2)
         outcome = slow._attempt("POST", "/customers/", None, {"name": "x"})
     assert outcome.timed_out and not outcome.not_sent  # outcome unknown: look it up first
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (uex.ProtocolError("reset"), rex.ConnectionError),
+    (ConnectionResetError(), rex.ConnectionError),
+    (uex.MaxRetryError(None, "/", reason=uex.ConnectTimeoutError()), rex.ConnectTimeout),
+    (uex.MaxRetryError(None, "/", reason=uex.NewConnectionError(None, "refused")),
+     rex.ConnectionError),
+    (uex.MaxRetryError(None, "/", reason=uex.ProxyError("p", OSError())), rex.ProxyError),
+    (uex.ReadTimeoutError(None, "/", "slow"), rex.ReadTimeout),
+    (uex.DecodeError(), rex.ContentDecodingError),
+])
+def test_urllib3_failures_become_the_exceptions_requests_raises(error, expected):
+    """The client's retry rules are written against requests' exceptions."""
+    translated = _as_requests_error(error)
+    assert type(translated) is expected
+
+
+def test_failures_reading_a_body_become_what_response_content_raises():
+    assert type(_as_body_error(uex.ProtocolError("cut"))) is rex.ChunkedEncodingError
+    assert type(_as_body_error(uex.ReadTimeoutError(None, "/", "slow"))) is rex.ConnectionError
+    assert type(_as_body_error(uex.DecodeError())) is rex.ContentDecodingError
