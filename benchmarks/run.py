@@ -17,6 +17,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import bench_index
 import bench_tap
 import bench_target
 from common import machine, write_json
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only in (None, "target"):
         count = "500" if args.quick else "2000"
         results["target"] = bench_target.main(["--count", count])
+        results["index"] = bench_index.main(["--customers", "5000" if args.quick else "20000"])
     results["seconds"] = round(time.monotonic() - started, 1)
     write_json(RESULTS, results)
     print(f"\nAll benchmarks: {results['seconds']:.0f} s; figures in {RESULTS}")
