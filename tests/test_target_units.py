@@ -158,25 +158,31 @@ def test_loader_sends_only_writable_changed_attributes(sandbox, tmp_path):
     assert not set(post) & READ_ONLY and post["country"] == "CL"
 
 
+def count_in_flight(client, method_name: str) -> list[int]:
+    """Wrap a client method; the list returned holds the most calls seen at once."""
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+    method = getattr(client, method_name)
+
+    def counting(*args):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            return method(*args)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    setattr(client, method_name, counting)
+    return peak
+
+
 def test_writes_run_concurrently_over_reused_connections(sandbox, tmp_path):
     sandbox.set_faults(latency_ms=40)
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
     loader = Loader(config, logging.getLogger("test"), "run")
-    lock, in_flight, peak = threading.Lock(), [0], [0]
-    create = loader.client.create_customer
-
-    def counting_create(body):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        try:
-            return create(body)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    loader.client.create_customer = counting_create
+    peak = count_in_flight(loader.client, "create_customer")
     loader.load([new_customer(n) for n in range(1, 25)])
     pools = loader.client.session.get_adapter(sandbox.url).poolmanager.pools
     [pool] = [pools[key] for key in pools.keys()]  # noqa: SIM118 - urllib3's container
@@ -282,20 +288,7 @@ def test_index_pages_are_read_concurrently_and_in_order(sandbox, tmp_path, monke
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
     loader = Loader(config, logging.getLogger("test"), "run")
-    lock, in_flight, peak = threading.Lock(), [0], [0]
-    list_page = loader.client.list_page
-
-    def counting_list_page(query):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        try:
-            return list_page(query)
-        finally:
-            with lock:
-                in_flight[0] -= 1
-
-    loader.client.list_page = counting_list_page
+    peak = count_in_flight(loader.client, "list_page")
     one_at_a_time = PiriodClient(sandbox.url, sandbox.token, pool_size=1)
     expected = [c["id"] for c in one_at_a_time.iter_customers({"ordering": "created"})]
     sandbox.reset_stats()
