@@ -254,11 +254,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
         total, docs = self.server.store.page(where, order_by, offset, size, plan.mixed_offsets)
         if page > 1 and offset >= total:
             raise _InvalidPage
+        if plan.no_links:
+            return b'{"count": %d, "results": [%s]}' % (total, ", ".join(docs).encode())
         base = f"http://{self.headers.get('Host', 'localhost')}{path}"
         next_url = _page_url(base, params, page + 1) if offset + size < total else None
         previous_url = _page_url(base, params, page - 1) if page > 1 else None
-        if plan.no_links:
-            return b'{"count": %d, "results": [%s]}' % (total, ", ".join(docs).encode())
         return (
             b'{"count": %d, "next": %s, "previous": %s, "results": [%s]}'
             % (total, _json(next_url), _json(previous_url), ", ".join(docs).encode())

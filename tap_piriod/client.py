@@ -26,6 +26,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.pagination import BaseHATEOASPaginator
 
 from tap_piriod.conform import RecordConformer, conform_record
+from tap_piriod.pages import following_page
 
 if t.TYPE_CHECKING:
     from backoff.types import Details
@@ -60,16 +61,12 @@ class PiriodPaginator(BaseHATEOASPaginator):
     def get_next_url(self, response: requests.Response) -> str | None:
         """Return the ``next`` link of a page, or the next page number's URL if unlinked."""
         payload = payload_of(response)
-        if not isinstance(payload, dict):
-            return None
-        results = payload.get("results") or []
-        self.records_read += len(results)
-        if "next" in payload or not results:  # linked pages, even a last one with null
-            return payload.get("next")
-        count = payload.get("count")
-        if isinstance(count, int) and self.records_read < count:
-            return with_page_number(response.url, page_number(response.url) + 1)
-        return None
+        if isinstance(payload, dict):
+            self.records_read += len(payload.get("results") or [])
+        following = following_page(payload, self.records_read, page_number(response.url))
+        if isinstance(following, int):
+            return with_page_number(response.url, following)
+        return following
 
 
 def page_number(url: str) -> int:

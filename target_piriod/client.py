@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from tap_piriod.pages import following_page
 from target_piriod.transport import Reply, Transport
 
 CUSTOMERS_PATH = "/customers/"
@@ -379,14 +380,10 @@ def _numbered_pages(first: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _next_query(page: Any, query: dict[str, Any], read: int) -> dict[str, Any] | None:
     """Return the query of the page after ``page``, or None if it was the last."""
-    if not isinstance(page, dict) or not page["results"]:
-        return None
-    if "next" in page:  # linked pages, even a last one with null
-        return dict(parse_qsl(urlsplit(page["next"]).query)) if page["next"] else None
-    count = page.get("count")
-    if isinstance(count, int) and read < count:
-        return {**query, "page": int(query.get("page", 1)) + 1}
-    return None
+    following = following_page(page, read, int(query.get("page", 1)))
+    if isinstance(following, int):
+        return {**query, "page": following}
+    return dict(parse_qsl(urlsplit(following).query)) if following else None
 
 
 def _retry_after(value: str | None) -> float:
