@@ -26,7 +26,7 @@ from singer_sdk.helpers._util import utc_now
 from singer_sdk.pagination import BaseHATEOASPaginator
 
 from tap_piriod.conform import RecordConformer, conform_record
-from tap_piriod.pages import following_page
+from piriod.pages import following_page
 
 if t.TYPE_CHECKING:
     from backoff.types import Details

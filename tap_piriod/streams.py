@@ -33,7 +33,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._util import utc_now
 
 from tap_piriod.client import PiriodStream
-from tap_piriod.schema import customers_schema_path
+from piriod.schema import customers_schema_path
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from tap_piriod.pages import following_page
+from piriod.pages import following_page
 from target_piriod.transport import Reply, Transport
 
 CUSTOMERS_PATH = "/customers/"

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from tap_piriod.schema import writable_attributes
+from piriod.schema import writable_attributes
 
 WRITABLE = writable_attributes()
 CODE_FIELDS = ("country", "state")

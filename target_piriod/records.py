@@ -16,7 +16,7 @@ from typing import Any
 
 import jsonschema
 
-from tap_piriod.schema import load_customers_schema
+from piriod.schema import load_customers_schema
 from target_piriod.matching import CODE_FIELDS, write_shape
 
 

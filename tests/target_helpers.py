@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from piriod_sandbox import SandboxProcess
-from tap_piriod.schema import load_customers_schema
+from piriod.schema import load_customers_schema
 
 TARGET = [sys.executable, "-m", "target_piriod"]
 SUMMARY = re.compile(r"target-piriod summary: (.*)")

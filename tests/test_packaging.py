@@ -41,7 +41,7 @@ def test_wheel_carries_the_schema_and_discovers(installed, sandbox):
 
 
 def test_installed_package_reads_the_packaged_copy(installed):
-    probe = "from tap_piriod.schema import customers_schema_path as p; print(p())"
+    probe = "from piriod.schema import customers_schema_path as p; print(p())"
     where = subprocess.run([str(installed / "venv/bin/python"), "-c", probe],
                            capture_output=True, text=True, check=True, cwd=installed).stdout
-    assert "site-packages/tap_piriod/schemas/customers.json" in where
+    assert "site-packages/piriod/schemas/customers.json" in where

@@ -11,7 +11,7 @@ import time
 import pytest
 from target_helpers import new_customer
 
-from tap_piriod.schema import load_customers_schema
+from piriod.schema import load_customers_schema
 from target_piriod.client import PiriodClient, Throttle, _retry_after
 from target_piriod.loader import Loader
 from target_piriod.matching import (

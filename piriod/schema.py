@@ -1,7 +1,7 @@
 """The customers schema: one JSON file, found in the wheel or in the source checkout.
 
 ``schemas/customers.json`` at the repository root is the single source. A built wheel
-carries a copy at ``tap_piriod/schemas/customers.json`` (see pyproject.toml); an editable
+carries a copy at ``piriod/schemas/customers.json`` (see pyproject.toml); an editable
 install or a source checkout reads the root file directly.
 """
 
@@ -17,7 +17,7 @@ SCHEMA_NAME = "customers.json"
 
 def customers_schema_path() -> Path:
     """Return the path of customers.json, preferring the copy packaged in the wheel."""
-    packaged = Path(str(resources.files("tap_piriod") / "schemas" / SCHEMA_NAME))
+    packaged = Path(str(resources.files("piriod") / "schemas" / SCHEMA_NAME))
     if packaged.is_file():
         return packaged
     return Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_NAME
