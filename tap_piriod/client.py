@@ -25,8 +25,8 @@ from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.pagination import BaseHATEOASPaginator
 
-from tap_piriod.conform import RecordConformer, conform_record
 from piriod.pages import following_page
+from tap_piriod.conform import RecordConformer, conform_record
 
 if t.TYPE_CHECKING:
     from backoff.types import Details

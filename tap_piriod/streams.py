@@ -32,8 +32,8 @@ from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._util import utc_now
 
-from tap_piriod.client import PiriodStream
 from piriod.schema import customers_schema_path
+from tap_piriod.client import PiriodStream
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from piriod_sandbox import SandboxProcess
 from piriod.schema import load_customers_schema
+from piriod_sandbox import SandboxProcess
 
 TARGET = [sys.executable, "-m", "target_piriod"]
 SUMMARY = re.compile(r"target-piriod summary: (.*)")
