@@ -1,16 +1,16 @@
-"""Sending one request on the session's own connection pool, without requests' layers.
+"""Sending one request on a ``requests.Session``'s connection pool, without requests' layers.
 
-``requests.Session.request`` costs ~1 ms of CPU per request here (preparing and merging
-settings, hooks, cookies, the adapter, building a Response), twice what urllib3 needs
-for the same bytes, and the writer threads share one GIL: that CPU is what capped the
-target's writes per second. ``Transport`` keeps everything that decides *what* is sent
-and *where* from requests (the session's headers, proxies and CA settings, the adapter's
-pool for the API's host, URL quoting and parameter encoding, the JSON body) and sends it
-with the pool's ``urlopen`` directly, then turns urllib3's exceptions into the ones
-requests' adapter raises, so the client classifies failures exactly as before.
+``requests.Session.request`` costs about twice the CPU urllib3 needs for the same bytes
+(preparing and merging settings, hooks, cookies, the adapter, building a Response), and
+a run's threads share one GIL. ``Transport`` keeps everything that decides *what* is
+sent and *where* from requests (the session's headers, proxies and CA settings, the
+adapter's pool for the API's host, URL quoting and parameter encoding) and sends it with
+the pool's ``urlopen`` directly, then turns urllib3's exceptions into the ones requests'
+adapter raises, so the client classifies failures as requests users expect.
 
-A redirect (rare for an API) is not followed here: that one request is sent again with
-``Session.request``, which follows it as it always did.
+Redirects are never followed here: the client decides (a write is never redirected, and
+the token never leaves the API's host). It relies on ``HTTPAdapter.
+get_connection_with_tls_context`` (requests 2.32.2 and later, the declared floor).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from urllib3 import exceptions as uex
 
 # As requests' adapter with max_retries=0: no retry at all, read errors raised as such.
 _NO_RETRIES = urllib3.Retry(0, read=False)
-_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 @dataclass
@@ -69,20 +68,11 @@ class Transport:
                 timeout=self._timeout, preload_content=False, decode_content=True)
         except Exception as error:
             _reraise(error, _as_requests_error(error))
-        if response.status in _REDIRECTS and response.headers.get("Location"):
-            response.drain_conn()
-            return self._follow(method, url, params, json_body)
         try:
             data = response.data  # read whole; the connection then goes back to the pool
         except Exception as error:
             _reraise(error, _as_body_error(error))
         return Reply(response.status, response.headers, data)
-
-    def _follow(self, method: str, url: str, params: dict | None, json_body: Any) -> Reply:
-        """Send a request that was redirected again with requests, which follows it."""
-        response = self.session.request(method, url, params=params, json=json_body,
-                                        timeout=self.timeout)
-        return Reply(response.status_code, response.headers, response.content)
 
 
 def _absolute_urls(base_url: str, proxies: Mapping[str, str]) -> bool:
@@ -109,11 +99,8 @@ def _path_of(url: str) -> str:
 
 
 def _json_bytes(value: Any) -> bytes:
-    """Encode a JSON body as requests' ``json=`` does (NaN refused, UTF-8)."""
-    try:
-        return json.dumps(value, allow_nan=False).encode("utf-8")
-    except ValueError as error:
-        raise rex.InvalidJSONError(error) from error
+    """Encode a JSON body (NaN refused, UTF-8); the caller validated it beforehand."""
+    return json.dumps(value, allow_nan=False).encode("utf-8")
 
 
 def _reraise(error: Exception, translated: Exception) -> NoReturn:

@@ -1,4 +1,4 @@
-"""target-piriod's HTTP client and its environment: proxies are read once, still used."""
+"""The shared HTTP client: environment, encoding, redirects and failure classification."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from requests import exceptions as rex
 from urllib3 import exceptions as uex
 
-from target_piriod.client import PiriodClient
-from target_piriod.transport import _as_body_error, _as_requests_error
+from piriod.client import PiriodClient
+from piriod.transport import _as_body_error, _as_requests_error
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -126,11 +126,12 @@ def test_requests_carry_the_token_json_and_quoted_parameters(api):
     assert path == "/customers/?page_size=100&email=a+b%40c.example"
 
 
-def test_a_redirect_is_followed_as_requests_follows_it(api):
+def test_a_get_follows_a_redirect_on_the_same_origin(api):
     client = PiriodClient(api, "tok")
-    page = client._call("GET", "/old/")
+    page = client._call("GET", "/old/").payload
     assert page["results"] == [{"id": "r1"}]
     assert [path for _, path, _, _ in _Api.seen][-1] == "/customers/?page_size=100"
+    assert all(headers["Authorization"] == "Bearer tok" for _, _, headers, _ in _Api.seen)
 
 
 def test_a_refused_connection_is_known_not_sent_and_a_timeout_is_timed_out(api):

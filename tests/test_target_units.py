@@ -11,8 +11,10 @@ import time
 import pytest
 from target_helpers import new_customer
 
+from piriod.client import PiriodClient
+from piriod.retry import Throttle
+from piriod.retry import retry_after_seconds as _retry_after
 from piriod.schema import load_customers_schema
-from target_piriod.client import PiriodClient, Throttle, _retry_after
 from target_piriod.loader import Loader
 from target_piriod.matching import (
     ConfigError,
@@ -111,7 +113,7 @@ def test_retry_after_accepts_seconds_and_http_dates():
 
 def test_throttle_paces_only_on_evidence_and_once_per_burst():
     throttle = Throttle()
-    throttle.wait()
+    throttle.delay()
     throttle.on_throttled(0)
     assert throttle.rate is None  # no request was accepted yet: nothing to estimate from
     for _ in range(10):
@@ -251,44 +253,14 @@ def test_fast_validation_accepts_exactly_what_jsonschema_accepts():
         assert (validator.errors(payload) == []) == full
 
 
-def test_list_pages_are_read_in_every_shape_and_garbage_is_an_error():
-    from target_piriod.client import PiriodError, _next_query, page_results
-
-    assert page_results([{"id": "a"}]) == [{"id": "a"}]
-    assert page_results({"count": 1, "results": [{"id": "a"}]}) == [{"id": "a"}]
-    with pytest.raises(PiriodError, match="without a `results` list"):
-        page_results({"detail": "ok"})  # an empty index would re-create every customer
-    linked = {"next": "http://elsewhere/customers/?page=2&page_size=100", "results": [{}]}
-    assert _next_query(linked, {"page_size": 100}, 1) == {"page": "2", "page_size": "100"}
-    assert _next_query({"next": None, "count": 9, "results": [{}]}, {}, 1) is None
-    unlinked = {"count": 250, "results": [{}] * 100}
-    assert _next_query(unlinked, {"page_size": 100}, 100) == {"page_size": 100, "page": 2}
-    assert _next_query(unlinked, {"page_size": 100, "page": 3}, 250) is None
-
-
-def test_page_numbered_lists_are_planned_and_others_are_followed():
-    from target_piriod.client import _numbered_pages
-
-    drf = {"count": 250, "next": "http://x/customers/?page=2&page_size=100",
-           "results": [{}] * 100}
-    assert [q["page"] for q in _numbered_pages(drf, {"page_size": 100})] == [2, 3]
-    unlinked = {"count": 201, "results": [{}] * 50}  # the server capped page_size at 50
-    assert [q["page"] for q in _numbered_pages(unlinked, {"page_size": 100})] == [2, 3, 4, 5]
-    offsets = {"count": 250, "next": "http://x/customers/?limit=100&offset=100",
-               "results": [{}] * 100}
-    assert _numbered_pages(offsets, {}) == []
-    assert _numbered_pages({"count": 3, "next": None, "results": [{}] * 3}, {}) == []
-    assert _numbered_pages([{}], {}) == []
-
-
 @pytest.mark.parametrize("links", [True, False])
 def test_index_pages_are_read_concurrently_and_in_order(sandbox, tmp_path, monkeypatch, links):
-    monkeypatch.setattr("target_piriod.client.PAGE_SIZE", 20)
+    monkeypatch.setattr("piriod.client.PAGE_SIZE", 20)
     sandbox.set_faults(latency_ms=30, no_links=not links)
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
     loader = Loader(config, logging.getLogger("test"), "run")
-    peak = count_in_flight(loader.client, "list_page")
+    peak = count_in_flight(loader.client, "_list_page")
     one_at_a_time = PiriodClient(sandbox.url, sandbox.token, pool_size=1)
     expected = [c["id"] for c in one_at_a_time.iter_customers({"ordering": "created"})]
     sandbox.reset_stats()

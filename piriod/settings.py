@@ -1,0 +1,78 @@
+"""Checks of the settings both connectors share, run at start-up, before any request.
+
+A setting that cannot work should fail the run at once with the setting's name and an
+example of a good value, not as a traceback from deep inside an HTTP library halfway
+through a sync. None of these messages echo the token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from importlib import metadata
+from urllib.parse import urlsplit
+
+from piriod.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.piriod.com"
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def package_version() -> str:
+    """Return the installed version of piriod-singer (one source: the package metadata)."""
+    try:
+        return metadata.version("piriod-singer")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
+def user_agent(connector: str) -> str:
+    """Return the default User-Agent of a connector, e.g. ``tap-piriod/0.1.0``."""
+    return f"{connector}/{package_version()}"
+
+
+def clean_token(token: object) -> str:
+    """Return the token without surrounding whitespace; refuse one that cannot be a header.
+
+    A token pasted with a trailing newline is common, and an HTTP library's error for it
+    quotes the whole header value: the token would end up in the log.
+    """
+    if not isinstance(token, str) or not token.strip():
+        raise ConfigError("auth_token is empty: set it to a Piriod API token "
+                          "(e.g. through the TAP_PIRIOD_AUTH_TOKEN or "
+                          "TARGET_PIRIOD_AUTH_TOKEN environment variable)")
+    cleaned = token.strip()
+    if any(ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF for char in cleaned):
+        raise ConfigError("auth_token contains control or non-Latin-1 characters, which "
+                          "cannot be sent in an HTTP header: copy the token again")
+    return cleaned
+
+
+def check_api_url(api_url: object) -> str:
+    """Return ``api_url`` without a trailing slash, or refuse it with an example.
+
+    Plain ``http://`` is refused unless the host is this machine (the sandbox): it would
+    send the Bearer token in clear over the network.
+    """
+    example = f"e.g. {DEFAULT_API_URL} (or http://127.0.0.1:8765 for the local sandbox)"
+    if not isinstance(api_url, str) or not api_url.strip():
+        raise ConfigError(f"api_url is empty; {example}")
+    url = api_url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"api_url {url!r} is not an http(s) URL with a host; {example}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"api_url {url!r} must not carry a query or fragment; {example}")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(f"api_url {url!r} is plain http to another machine: the token "
+                          f"would travel in clear; use https ({example})")
+    return url
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether ``host`` names this machine (127.0.0.0/8, ::1 or localhost)."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
