@@ -1,4 +1,9 @@
-"""Start a sandbox in its own process and drive its control API (tests, demo, benchmarks)."""
+"""Start a sandbox in its own process and drive its control API (tests, demo, benchmarks).
+
+Each method wraps one ``/_sandbox/`` route (listed in piriod_sandbox.server); stamps are
+ISO 8601 strings such as ``"2026-01-01T00:00:00Z"``, and an omitted stamp means the
+server's now.
+"""
 
 from __future__ import annotations
 
@@ -103,3 +108,62 @@ class SandboxProcess:
         body = {"ids": ids, "count": count, "updated": updated, "changes": changes or {},
                 "rng_seed": rng_seed}
         return self.call("POST", "touch", body)["ids"]  # type: ignore[index]
+
+    def delete(self, ids: list[str]) -> list[str]:
+        """Delete customers (a back door: Piriod documents no DELETE); all or none.
+
+        Afterwards they are gone from lists, and retrieving them answers 404.
+        """
+        return self.call("POST", "delete", {"ids": ids})["ids"]  # type: ignore[index]
+
+    def insert(self, customer: dict, created: str | None = None, updated: str | None = None,
+               customer_id: str | None = None) -> dict:
+        """Insert a validated customer with past stamps (a late commit); return it.
+
+        ``customer`` holds writable fields, as a POST body would. A missing stamp takes
+        the other's value, both missing mean now; ``customer_id`` picks the id.
+        """
+        body = {"customer": customer, "created": created, "updated": updated,
+                "id": customer_id}
+        return self.call("POST", "insert", body)  # type: ignore[return-value]
+
+    def stamp(self, ids: list[str] | None = None, first: int | None = None,
+              updated: str | None = None, changes: dict | None = None,
+              ordering: str | None = None) -> list[str]:
+        """Set one ``updated`` on many customers in one transaction; return their ids.
+
+        Picks ``ids``, else the ``first`` N (in ``ordering``, the list endpoint's syntax
+        such as ``"created,id"``; creation order by default), else every customer.
+        ``changes`` are applied unvalidated, as touch() does.
+        """
+        body = {"ids": ids, "first": first, "updated": updated, "changes": changes or {},
+                "ordering": ordering}
+        return self.call("POST", "stamp", body)["ids"]  # type: ignore[index]
+
+    def tie_storm(self, count: int, updated: str | None = None, created: str | None = None,
+                  rng_seed: int | None = None) -> list[str]:
+        """Append ``count`` valid customers all sharing one ``updated``; return their ids.
+
+        One request, one transaction (100,000 take a few seconds). ``created`` is shared
+        too if given, else one millisecond apart just before ``updated``.
+        """
+        body = {"count": count, "updated": updated, "created": created, "rng_seed": rng_seed}
+        return self.call("POST", "tie_storm", body)["ids"]  # type: ignore[index]
+
+    def patch_faults(self, **changes: object) -> dict:
+        """Merge keys into the current fault plan (its counters restart); return the plan."""
+        return self.call("PATCH", "faults", changes)  # type: ignore[return-value]
+
+    def break_listing(self, fault: str = "500", from_page: int = 1, after: int = 0) -> dict:
+        """Make GET /customers/ answer ``fault`` every time until heal_listing().
+
+        Applies to pages numbered ``from_page`` or more, once ``after`` list requests have
+        been answered normally; ``fault`` is any fault name ("500", "503_html", "drop",
+        "malformed", ...). Other faults in the plan are kept.
+        """
+        return self.patch_faults(list_fault=fault, list_fault_from_page=from_page,
+                                 list_fault_after=after)
+
+    def heal_listing(self) -> dict:
+        """Undo break_listing(); the rest of the fault plan is kept."""
+        return self.patch_faults(list_fault=None, list_fault_from_page=1, list_fault_after=0)

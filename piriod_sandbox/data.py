@@ -113,5 +113,32 @@ def seed_customer(rng: random.Random, index: int, now: datetime) -> dict:
     }
 
 
+def plain_customer(rng: random.Random, index: int) -> dict:
+    """Return a small valid customer (internal shape, no timestamps) for bulk seeding.
+
+    A tie storm seeds up to hundreds of thousands of rows in one request; this costs a
+    fraction of ``seed_customer`` and still passes the API's validation, with ``index``
+    keeping tax ids, emails and ERP ids unique.
+    """
+    rut = 90_000_000 + index
+    return {
+        "id": new_id(rng),
+        "name": f"Empresa Empatada {index} SpA",
+        "email": f"facturacion.{index}@empatada.example",
+        "address": f"Av. Empate {index}",
+        "country": "CL",
+        "state": None,
+        "currency": "CLP",
+        "phone": None,
+        "tax_id": f"{rut // 1000:,}".replace(",", ".") + f".{rut % 1000:03d}-{index % 10}",
+        "tax_settings": None,
+        "website": None,
+        "metadata": {"erp_id": f"TIE-{index:07d}"},
+        "contacts": [],
+        "sources": [],
+        "aggregations": {"balance": 0, "sales": 0, "sales_current_period": 0},
+    }
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")

@@ -3,6 +3,22 @@
 Built on the standard library's threading HTTP server, speaking HTTP/1.1 with keep-alive,
 because that gives exact control over the faults we inject (a connection can be dropped
 before or after a write is committed) and starts in a fraction of a second.
+
+Control routes (JSON in, JSON out; 400 with a ``detail`` for a bad request):
+
+- ``GET health``; ``POST reset`` {seed, rng_seed}; ``GET``/``PUT faults`` (a whole plan,
+  see faults.FaultPlan); ``PATCH faults`` (merge keys into the plan, counters restart);
+  ``GET stats``, ``POST stats/reset``; ``GET customers`` (all, creation order).
+- ``POST touch`` {ids | count, rng_seed, updated, changes}: edit in place, any stamp.
+- ``POST delete`` {ids}: the customers vanish from lists and retrieve (404); all or none.
+- ``POST insert`` {customer, created, updated, id}: a late commit, a validated row with
+  stamps in the past; answers the customer.
+- ``POST stamp`` {ids | first + ordering | neither: all, updated, changes}: one ``updated``
+  instant for many rows in one transaction; answers {ids}.
+- ``POST tie_storm`` {count, updated, created, rng_seed}: append count customers sharing
+  one ``updated`` in one transaction; answers {ids, updated}.
+
+Stamps are ISO 8601 (``Z`` or an offset; naive means UTC); omitted ones mean now.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ from piriod_sandbox.store import (
     NotFound,
     ValidationError,
     parse_time,
+    render_time,
 )
 
 LOGGER = logging.getLogger("piriod_sandbox")
@@ -150,7 +167,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         stats, plan = self.server.stats, self.server.faults.plan
         stats.add("requests")
         stats.add(method, stats.by_method)
-        fault = self.server.faults.pick(method)
+        fault = self.server.faults.pick(method, path, query)
         if plan.latency_ms:
             time.sleep(plan.latency_ms / 1000)
         if fault in STATUS_FAULTS:
@@ -291,9 +308,43 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 return 200, _json(server.store.all_customers())
             if route == ("POST", "/_sandbox/touch"):
                 return 200, _json(self._touch(data))
-        except (ValueError, TypeError, KeyError, NotFound) as error:
+            return self._control_more(route, data)
+        except (ValueError, TypeError, KeyError, AttributeError, NotFound,
+                ValidationError) as error:
             return 400, _json({"detail": f"{type(error).__name__}: {error}"})
+
+    def _control_more(self, route: tuple[str, str], data: dict) -> tuple[int, bytes]:
+        """Serve the back doors later tests needed (deletes, late commits, bulk stamps)."""
+        server, store = self.server, self.server.store
+        if route == ("PATCH", "/_sandbox/faults"):
+            merged = {**server.faults.plan.to_dict(), **data}
+            server.configure_faults(FaultPlan.from_dict(merged))
+            return 200, _json(server.faults.plan.to_dict())
+        if route == ("POST", "/_sandbox/delete"):
+            return 200, _json({"ids": store.delete(_id_list(data["ids"]))})
+        if route == ("POST", "/_sandbox/insert"):
+            customer = store.insert(data.get("customer", {}), _stamp_us(data.get("created")),
+                                    _stamp_us(data.get("updated")), data.get("id"))
+            return 200, _json(customer)
+        if route == ("POST", "/_sandbox/stamp"):
+            return 200, _json({"ids": self._bulk_stamp(data)})
+        if route == ("POST", "/_sandbox/tie_storm"):
+            updated = _stamp_us(data.get("updated"))
+            updated = store.now_us() if updated is None else updated
+            ids = store.tie_storm(int(data["count"]), updated, _stamp_us(data.get("created")),
+                                  data.get("rng_seed"))
+            return 200, _json({"ids": ids, "updated": render_time(updated)})
+        method, path = route
         return 404, _json({"detail": f"no control route {method} {path}"})
+
+    def _bulk_stamp(self, data: dict) -> list[str]:
+        ids = data.get("ids")
+        first = data.get("first")
+        order_by = _order_by(data["ordering"]) if data.get("ordering") else "seq ASC"
+        return self.server.store.stamp(
+            _id_list(ids) if ids is not None else None,
+            int(first) if first is not None else None, order_by,
+            _stamp_us(data.get("updated")), data.get("changes") or {})
 
     def _touch(self, data: dict) -> dict:
         store = self.server.store
@@ -304,6 +355,18 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
 class _InvalidPage(Exception):
     pass
+
+
+def _stamp_us(text: str | None) -> int | None:
+    """Parse an optional control-API stamp (ISO 8601) into microseconds."""
+    return parse_time(text) if text else None
+
+
+def _id_list(ids: object) -> list[str]:
+    """Refuse a bare string where a list of ids belongs (it would iterate as characters)."""
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise TypeError("ids must be a list of strings")
+    return ids
 
 
 def _json(value: object) -> bytes:

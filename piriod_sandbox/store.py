@@ -14,10 +14,18 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
-from piriod_sandbox.data import COUNTRIES, CURRENCIES, STATES, new_id, seed_customer
+from piriod_sandbox.data import (
+    COUNTRIES,
+    CURRENCIES,
+    STATES,
+    new_id,
+    plain_customer,
+    seed_customer,
+)
 
 WRITABLE = ("address", "country", "currency", "email", "metadata", "name", "phone", "state",
             "tax_id", "tax_settings", "website")
@@ -32,9 +40,21 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*\.[^\s]+$", re.IGNORECASE)
 # Lists kept for clients paging through them (see CustomerStore._page_rowids).
 MAX_CACHED_LISTINGS = 8
+# Ids per SELECT ... WHERE id IN (...): well under SQLite's bound-parameter limit.
+_ID_CHUNK = 500
 # Offsets the sandbox may render timestamps in (``mixed_offsets``): all the same instant.
 _OFFSETS = [timezone(timedelta(hours=h, minutes=m)) for h, m in
             ((0, 0), (-3, 0), (-5, 0), (5, 45), (9, 30), (-9, -30), (14, 0))]
+
+
+_INSERT_SQL = (
+    "INSERT INTO customers (id, seq, shuffle, created_us, updated_us, name, email, tax_id, "
+    "country, data, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPDATE_SQL = (
+    "UPDATE customers SET updated_us = ?, name = ?, email = ?, tax_id = ?, country = ?, "
+    "data = ?, doc = ? WHERE id = ?"
+)
 
 
 class ValidationError(Exception):
@@ -245,11 +265,7 @@ class CustomerStore:
 
     def create(self, body: object) -> dict:
         """Validate and insert a customer; return it in read shape."""
-        clean = validate_write(body, partial=False)
-        data = {key: clean.get(key) for key in WRITABLE}
-        data["metadata"] = data["metadata"] or {}
-        data.update(id=new_id(self._rng), contacts=[], sources=[],
-                    aggregations={"balance": 0, "sales": 0, "sales_current_period": 0})
+        data = self._new_data(validate_write(body, partial=False), new_id(self._rng))
         stamp = self.now_us()
         with self._lock:
             self._insert(data, stamp, stamp)
@@ -285,6 +301,90 @@ class CustomerStore:
                 touched.append(customer_id)
         return touched
 
+    # -- back doors for tests: what happens to the data outside the documented API --------
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Delete customers; Piriod documents no DELETE, so only the control API does this.
+
+        All or nothing: an unknown id raises NotFound and deletes none, so a test with a
+        mistyped id fails loudly instead of running against half-deleted data.
+        """
+        wanted = list(dict.fromkeys(ids))
+        with self._lock:
+            self._rows_by_id(wanted)  # raises NotFound before anything is deleted
+            with self._transaction():
+                self._db.executemany("DELETE FROM customers WHERE id = ?",
+                                     [(customer_id,) for customer_id in wanted])
+        return wanted
+
+    def insert(self, body: object, created_us: int | None = None,
+               updated_us: int | None = None, customer_id: str | None = None) -> dict:
+        """Insert a validated customer with chosen stamps: a late commit.
+
+        Django stamps ``auto_now`` fields when a row is saved, not when its transaction
+        commits, so a long transaction makes rows visible whose ``updated`` is already in
+        the past: the row a ``updated__gte`` bookmark can skip. Either stamp defaults to
+        the other, both to now.
+        """
+        data = self._new_data(validate_write(body, partial=False),
+                              customer_id or new_id(self._rng))
+        now = self.now_us()
+        created = next(s for s in (created_us, updated_us, now) if s is not None)
+        updated = updated_us if updated_us is not None else created
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM customers WHERE id = ?", (data["id"],)).fetchone():
+                raise ValidationError({"id": ["A customer with this id already exists."]})
+            self._insert(data, created, updated)
+        return self._render(data, created, updated)
+
+    def stamp(self, ids: list[str] | None = None, first: int | None = None,
+              order_by: str = "seq ASC", updated_us: int | None = None,
+              changes: dict | None = None) -> list[str]:
+        """Give many customers one ``updated`` instant, as ``UPDATE ... SET updated=now()``.
+
+        Picks ``ids``, else the ``first`` N in ``order_by`` (SQL built by the server from
+        a whitelist), else everyone; ``changes`` are applied unvalidated, as with touch().
+        One transaction: no reader sees half the rows stamped. Every row is rendered before
+        anything is written, so a change that cannot be rendered writes nothing.
+        """
+        stamp = updated_us if updated_us is not None else self.now_us()
+        with self._lock:
+            if ids is not None:
+                rows = self._rows_by_id(list(dict.fromkeys(ids)))
+            else:
+                rows = self._db.execute(
+                    f"SELECT id, data, created_us FROM customers ORDER BY {order_by} "  # noqa: S608
+                    "LIMIT ?", (first if first is not None else -1,)).fetchall()
+            values = [self._update_values({**json.loads(data), **(changes or {})}, created, stamp)
+                      for _, data, created in rows]
+            with self._transaction():
+                self._db.executemany(_UPDATE_SQL, values)
+        return [row[0] for row in rows]
+
+    def tie_storm(self, count: int, updated_us: int | None = None,
+                  created_us: int | None = None, rng_seed: int | None = None) -> list[str]:
+        """Append ``count`` valid customers that all share one ``updated`` instant.
+
+        One transaction of plain rows (100,000 take seconds, not 100,000 requests).
+        ``created`` is shared too if given, else one millisecond apart, in insertion
+        order, ending before ``updated``. The ids are random (repeatable with
+        ``rng_seed`` for the same store history) and never collide with seeded ones.
+        """
+        stamp = updated_us if updated_us is not None else self.now_us()
+        with self._lock:
+            rng = random.Random(f"{rng_seed}:{self._seq}") if rng_seed is not None \
+                else random.Random()
+            rows = []
+            for offset in range(count):
+                self._seq += 1
+                created = created_us if created_us is not None \
+                    else stamp - (count - offset) * 1000
+                rows.append(self._insert_values(plain_customer(rng, self._seq), self._seq,
+                                                created, stamp))
+            with self._transaction():
+                self._db.executemany(_INSERT_SQL, rows)
+        return [row[0] for row in rows]
+
     def random_ids(self, count: int, seed: int | None = None) -> list[str]:
         """Return ``count`` distinct random customer ids."""
         with self._lock:
@@ -306,26 +406,59 @@ class CustomerStore:
                 self._insert(data, to_us(created), to_us(updated))
             self._db.execute("COMMIT")
 
+    @staticmethod
+    def _new_data(clean: dict, customer_id: str) -> dict:
+        """Return a new customer's stored data from its validated writable fields."""
+        data = {key: clean.get(key) for key in WRITABLE}
+        data["metadata"] = data["metadata"] or {}
+        data.update(id=customer_id, contacts=[], sources=[],
+                    aggregations={"balance": 0, "sales": 0, "sales_current_period": 0})
+        return data
+
+    def _rows_by_id(self, ids: list[str]) -> list[tuple[str, str, int]]:
+        """Return (id, data, created_us) per id, in the order given; NotFound names misses."""
+        found: dict[str, tuple[str, str, int]] = {}
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[start:start + _ID_CHUNK]
+            found.update((row[0], row) for row in self._db.execute(
+                "SELECT id, data, created_us FROM customers "  # noqa: S608
+                f"WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        missing = [customer_id for customer_id in ids if customer_id not in found]
+        if missing:
+            raise NotFound(", ".join(missing))
+        return [found[customer_id] for customer_id in ids]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """Run a bulk change as one transaction (hold ``_lock``); invalidate cached lists."""
+        self._writes += 1
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
     def _insert(self, data: dict, created_us: int, updated_us: int) -> None:
         self._seq += 1
         self._writes += 1
-        self._db.execute(
-            "INSERT INTO customers (id, seq, shuffle, created_us, updated_us, name, email, "
-            "tax_id, country, data, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (data["id"], self._seq, self._rng.getrandbits(62), created_us, updated_us,
-             data.get("name"), data.get("email"), data.get("tax_id"), data.get("country"),
-             json.dumps(data), json.dumps(self._render(data, created_us, updated_us))),
-        )
+        self._db.execute(_INSERT_SQL,
+                         self._insert_values(data, self._seq, created_us, updated_us))
+
+    def _insert_values(self, data: dict, seq: int, created_us: int, updated_us: int) -> tuple:
+        return (data["id"], seq, self._rng.getrandbits(62), created_us, updated_us,
+                data.get("name"), data.get("email"), data.get("tax_id"), data.get("country"),
+                json.dumps(data), json.dumps(self._render(data, created_us, updated_us)))
 
     def _save(self, data: dict, created_us: int, updated_us: int) -> None:
         self._writes += 1
-        self._db.execute(
-            "UPDATE customers SET updated_us = ?, name = ?, email = ?, tax_id = ?, country = ?, "
-            "data = ?, doc = ? WHERE id = ?",
-            (updated_us, data.get("name"), data.get("email"), data.get("tax_id"),
-             data.get("country"), json.dumps(data),
-             json.dumps(self._render(data, created_us, updated_us)), data["id"]),
-        )
+        self._db.execute(_UPDATE_SQL, self._update_values(data, created_us, updated_us))
+
+    def _update_values(self, data: dict, created_us: int, updated_us: int) -> tuple:
+        return (updated_us, data.get("name"), data.get("email"), data.get("tax_id"),
+                data.get("country"), json.dumps(data),
+                json.dumps(self._render(data, created_us, updated_us)), data["id"])
 
     @staticmethod
     def _render(data: dict, created_us: int, updated_us: int, mixed_offsets: bool = False
