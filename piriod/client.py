@@ -174,7 +174,7 @@ class PiriodClient:
                     raise RetriesExhaustedError(f"{where} still throttled (429) after "
                                                 f"{throttled} attempts")
                 self.throttle.on_throttled(outcome.retry_after)
-                self.logger.info("%s throttled (429): every request waits %.2f s", where,
+                self.logger.info("%s throttled (429): every request waits %.1f s", where,
                                  outcome.retry_after)
                 continue
             if isinstance(outcome, Reply):
@@ -192,9 +192,10 @@ class PiriodClient:
                     f"{where} still failing after {failures} attempts (raise max_retries or "
                     f"request_timeout if the API is slow); last error: {outcome.reason}")
             self._count_retry()
-            self.logger.warning("%s failed (%s): retry %d of %d", where,
-                                self.redact(outcome.reason), failures, self.max_retries)
-            self.backoff(failures - 1)
+            wait = backoff_seconds(failures - 1)
+            self.logger.warning("Retry %d of %d in %.1f s after: %s failed (%s)", failures,
+                                self.max_retries, wait, where, self.redact(outcome.reason))
+            self._sleep(wait, "waiting to retry")
 
     def _attempt(self, method: str, path: str, params: dict | None,
                  json_body: dict | None) -> Reply | _Throttled | _Transient:
@@ -254,7 +255,7 @@ class PiriodClient:
                                  parse_constant=_refuse_constant)
         except ValueError as error:
             return _Transient(f"HTTP {reply.status} with a body that is not JSON "
-                              f"({type(error).__name__}: {excerpt(str(error), 80)})")
+                              f"({excerpt(str(error), 80)})")
         return Answer(payload, reply.headers, elapsed)
 
     def _body(self, reply: Reply) -> Any:

@@ -9,7 +9,7 @@ How it never misses a record:
   only push records forward, which re-reads one (harmless) instead of skipping one.
 * The server is asked to filter (``updated__gte``), and every record is checked again
   here, comparing instants, because a server may ignore the filter (or refuse it with a
-  400, in which case we read without it).
+  400 naming it, in which case we ask again without the parameters it named).
 * ``updated`` values are rewritten in one UTC format, so that the SDK's bookmark (the
   largest value seen, compared as text) is the newest instant seen.
 * The stream declares itself unsorted: the bookmark only advances when the whole stream
@@ -18,6 +18,9 @@ How it never misses a record:
   is taken from the server's clock (its ``Date`` header) when that is earlier than ours:
   ``updated`` is stamped by the server, and a client clock running ahead would otherwise
   let the bookmark jump over changes made while the run was reading.
+
+The HTTP side (retries, pacing, pages read ``max_workers`` at a time) is ``piriod/``'s:
+this module is the Singer glue around it.
 """
 
 from __future__ import annotations
@@ -28,18 +31,25 @@ import typing as t
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
-from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk import SchemaDirectory, Stream, StreamSchema
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._util import utc_now
 
+from piriod.client import PiriodClient
+from piriod.errors import ParametersRefusedError, PiriodError
+from piriod.pages import Page
 from piriod.schema import customers_schema_path
-from tap_piriod.client import PiriodStream
+from tap_piriod.fast_records import FastRecordMessages
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from singer_sdk.helpers.types import Context
 
 PROGRESS_EVERY_SECONDS = 10.0
 FRACTION = re.compile(r"(\.\d+)")
+# Parameters the tap adds that the documentation does not promise; the API may refuse them.
+OPTIONAL_PARAMETERS = ("ordering", "updated__gte")
 
 
 def utc_text(value: str | datetime) -> str:
@@ -59,12 +69,6 @@ def utc_text(value: str | datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def refuses_our_parameters(error: FatalAPIError) -> bool:
-    """Tell whether a 400 names the optional parameters we add (a stricter API than DRF)."""
-    text = str(error)
-    return " 400 " in text and ("updated__gte" in text or "ordering" in text)
-
-
 def parse_instant(text: str) -> datetime:
     """Parse ISO 8601 text, ``Z`` and fractions of any length included (3.10 takes 3 or 6)."""
     text = text.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -72,11 +76,10 @@ def parse_instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class CustomersStream(PiriodStream):
+class CustomersStream(FastRecordMessages, Stream):
     """Piriod customers, incremental by ``updated``."""
 
     name = "customers"
-    path = "/customers/"
     primary_keys = ("id",)
     replication_key = "updated"
     is_sorted = False
@@ -88,15 +91,21 @@ class CustomersStream(PiriodStream):
         self._progress = {"emitted": 0, "skipped": 0, "pages": 0}
         self._started = self._last_report = time.monotonic()
         self._signpost: str | None = None
-        self._server_side_filtering = True
+        self._client: PiriodClient | None = None
 
-    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+    @property
+    def client(self) -> PiriodClient:
+        """Return the run's Piriod client (built on first use, from validated settings)."""
+        if self._client is None:
+            self._client = self._tap.piriod_client()  # type: ignore[attr-defined]
+        return self._client
+
+    def query(self) -> dict[str, t.Any]:
         """Ask for big pages in creation order, filtered by bookmark and country if set."""
-        params: dict[str, t.Any] = {"page_size": self.config["page_size"]}
-        if self._server_side_filtering:
-            params["ordering"] = "created,id"
-            if self._since:
-                params["updated__gte"] = self._since
+        params: dict[str, t.Any] = {"page_size": self.config["page_size"],
+                                    "ordering": "created,id"}
+        if self._since:
+            params["updated__gte"] = self._since
         if self.config.get("country_name"):
             params["country__name"] = self.config["country_name"]
         return params
@@ -107,34 +116,52 @@ class CustomersStream(PiriodStream):
         self._since = utc_text(start) if start else None
         self.logger.info("Reading customers updated at or after %s", self._since or "the start")
         try:
-            yield from super().get_records(context)
-        except FatalAPIError as error:
-            if self._progress["pages"] or not refuses_our_parameters(error):
-                raise
-            self.logger.warning("The API refused the ordering/updated__gte parameters (%s); "
-                                "reading without them and filtering here", error)
-            self._server_side_filtering = False
-            yield from super().get_records(context)
+            for page in self._pages(self.query()):
+                yield from self._records_of(page)
+        except PiriodError as error:
+            raise FatalAPIError(self.client.redact(str(error))) from error
         self._report_progress(final=True)
 
-    def parse_response(self, response: t.Any) -> t.Iterable[dict]:
-        """Count pages for progress reports; check the server's clock on the first one."""
+    def _pages(self, query: dict[str, t.Any]) -> Iterator[Page]:
+        """Yield the listing's pages; if the API refuses optional parameters, drop them."""
+        workers = int(self.config.get("max_workers") or 1)
+        while True:
+            try:
+                yield from self.client.list_pages(query, max_workers=workers)
+                return
+            except ParametersRefusedError as error:
+                refused = error.refused & set(OPTIONAL_PARAMETERS) & set(query)
+                if self._progress["pages"] or not refused:
+                    raise
+                self.logger.warning("The API refused %s (%s); asking again without, and "
+                                    "filtering here", ", ".join(sorted(refused)), error)
+                query = {key: value for key, value in query.items() if key not in refused}
+
+    def _records_of(self, page: Page) -> t.Iterator[dict]:
+        """Yield a page's records, then hand them to the reader before the next page."""
         self._progress["pages"] += 1
         if self._progress["pages"] == 1:
-            self._cap_signpost_by_server_clock(response)
-        yield from super().parse_response(response)
+            self._cap_signpost_by_server_clock(page)
+        yield from page.results
+        flush = getattr(self._tap.message_writer, "flush", None)
+        if flush is not None:
+            flush()
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         """Normalise timestamps to UTC; drop what is older than the bookmark."""
         try:
+            if not isinstance(row, dict) or not row.get("id"):
+                raise ValueError("no id")
             row["updated"] = utc_text(row["updated"])
             if row.get("created"):
                 row["created"] = utc_text(row["created"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
+            found = row if not isinstance(row, dict) else {
+                key: row.get(key) for key in ("id", "updated", "created")}
             raise FatalAPIError(
-                f"customer {row.get('id')!r} came with updated={row.get('updated')!r}, "
-                f"created={row.get('created')!r}: not ISO 8601 date-times, so it cannot be "
-                f"placed against the bookmark; stopping without moving it") from error
+                f"page {self._progress['pages']} held a customer the schema cannot place "
+                f"({str(found)[:200]}): every customer needs an id and ISO 8601 updated/"
+                "created date-times; stopping without moving the bookmark") from error
         if self._since and row["updated"] < self._since:
             self._progress["skipped"] += 1  # the server ignored updated__gte
             return None
@@ -148,18 +175,21 @@ class CustomersStream(PiriodStream):
         self._signpost = utc_text(utc_now()) if self._incremental else None
         return self._signpost
 
-    def _cap_signpost_by_server_clock(self, response: t.Any) -> None:
+    def _cap_signpost_by_server_clock(self, page: Page) -> None:
         """Lower the signpost to the server's time of the first query, if that is earlier.
 
         ``Date`` has one-second resolution and is stamped after the query ran, hence the
         margin of the request's duration plus one second.
         """
-        date = response.headers.get("Date")
+        date = page.headers.get("Date") if page.headers else None
         if not (self._signpost and date):
             return
         try:
-            server_start = parsedate_to_datetime(date) - response.elapsed - timedelta(seconds=1)
-        except (TypeError, ValueError):
+            server_start = (parsedate_to_datetime(date) - timedelta(seconds=page.elapsed)
+                            - timedelta(seconds=1))
+        except (TypeError, ValueError, OverflowError):
+            return
+        if server_start.tzinfo is None:
             return
         if utc_text(server_start) < self._signpost:
             # Always true by the one-second margin alone: only a real skew is news.
@@ -178,9 +208,11 @@ class CustomersStream(PiriodStream):
         now = time.monotonic()
         elapsed = max(now - self._started, 1e-9)
         done = self._progress
+        client = self.client
         self.logger.info(
-            "%s customers: %d emitted (%.0f records/s), %d pages, %d retries, "
-            "%d skipped as older than the bookmark",
+            "%s customers: %d emitted (%.0f records/s), %d pages, %d requests, %d retries, "
+            "%d throttled, %d skipped as older than the bookmark",
             "Finished" if final else "Progress", done["emitted"], done["emitted"] / elapsed,
-            done["pages"], self.retries, done["skipped"])
+            done["pages"], client.requests_sent, client.retries, client.throttle.throttled,
+            done["skipped"])
         self._last_report = now

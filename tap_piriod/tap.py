@@ -4,48 +4,90 @@ from __future__ import annotations
 
 from singer_sdk import Tap
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 
+from piriod.client import PiriodClient
+from piriod.errors import ConfigError
+from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from tap_piriod.output import FastSingerWriter
-from tap_piriod.streams import CustomersStream
+from tap_piriod.streams import CustomersStream, parse_instant
+
+NAME = "tap-piriod"
 
 
 class TapPiriod(Tap):
     """Extracts Piriod customers, incrementally by their ``updated`` time."""
 
-    name = "tap-piriod"
+    name = NAME
     package_name = "piriod-singer"
-    # Same messages as the SDK's writer, encoded ~10x faster (see tap_piriod/output.py).
+    # Same messages as the SDK's writer, encoded faster (see tap_piriod/output.py).
     message_writer_class = FastSingerWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property("auth_token", th.StringType, required=True, secret=True,
                     title="Auth token",
                     description="Piriod API token, sent as `Authorization: Bearer <token>`."),
-        th.Property("api_url", th.StringType, default="https://api.piriod.com",
-                    title="API URL", description="Root of the Piriod API."),
+        th.Property("api_url", th.StringType, default=DEFAULT_API_URL,
+                    title="API URL", description="Root of the Piriod API (https; plain http "
+                                                 "only to this machine, e.g. the sandbox)."),
         th.Property("start_date", th.DateTimeType, title="Start date",
                     description="Only customers updated at or after this instant on the first "
                                 "run; later runs resume from the bookmark in the state."),
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     title="Page size", description="Customers per list request (1 to 100)."),
+        th.Property("max_workers", th.IntegerType(minimum=1, maximum=32), default=4,
+                    title="Max workers",
+                    description="List pages fetched at once when the API numbers its pages "
+                                "(1 reads one page at a time)."),
         th.Property("country_name", th.StringType, title="Country name",
                     description="Only customers of this country (the API's `country__name` "
                                 "filter), e.g. `Chile`."),
-        th.Property("user_agent", th.StringType, default="tap-piriod/0.1.0",
-                    title="User agent", description="User-Agent header sent to the API."),
-        th.Property("request_timeout", th.IntegerType(minimum=1), default=60,
+        th.Property("user_agent", th.StringType, title="User agent",
+                    description="User-Agent header sent to the API (default: "
+                                "tap-piriod/<version>)."),
+        th.Property("request_timeout", th.NumberType(minimum=0.1), default=30,
                     title="Request timeout",
                     description="Seconds to wait for a connection or a response before "
                                 "retrying the request."),
         th.Property("max_retries", th.IntegerType(minimum=0), default=5, title="Max retries",
-                    description="Retries of a request after 429, 5xx, timeouts or dropped "
-                                "connections, with exponential backoff (429 waits what "
-                                "`Retry-After` asks)."),
+                    description="Retries of a request after 5xx, timeouts, dropped "
+                                "connections or unreadable bodies, with exponential backoff "
+                                "(429s wait what `Retry-After` asks, capped at 300 s, and "
+                                "have a larger budget)."),
     ).to_dict()
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            self._token = clean_token(self.config.get("auth_token"))
+            self._api_url = check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
+            start = self.config.get("start_date")
+            if start is not None:
+                _check_start_date(start)
+        except ConfigError as error:
+            raise ConfigValidationError(str(error), errors=[str(error)]) from error
+
+    def piriod_client(self) -> PiriodClient:
+        """Return a client for the configured API (one per stream sync)."""
+        return PiriodClient(
+            self._api_url, self._token, timeout=float(self.config["request_timeout"]),
+            max_retries=int(self.config["max_retries"]),
+            user_agent=self.config.get("user_agent") or user_agent(NAME),
+            pool_size=int(self.config.get("max_workers") or 1), decimals=True,
+            logger=self.logger)
 
     def discover_streams(self) -> list[CustomersStream]:
         """Return the tap's streams."""
         return [CustomersStream(self)]
+
+
+def _check_start_date(value: object) -> None:
+    """Refuse a start_date that is not an ISO 8601 date-time, with an example."""
+    try:
+        parse_instant(str(value))
+    except ValueError:
+        raise ConfigError(f"start_date {str(value)[:40]!r} is not an ISO 8601 date-time; "
+                          "e.g. 2024-01-01T00:00:00Z") from None
 
 
 if __name__ == "__main__":
