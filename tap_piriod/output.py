@@ -15,8 +15,6 @@ messages with the same values:
   other message (SCHEMA, STATE...) is flushed at once, as before: a reader still sees
   a STATE only after the records it covers, and each page's records before the next
   request is sent.
-
-Without orjson installed, the SDK's encoder is used (same output as the SDK's writer).
 """
 
 from __future__ import annotations
@@ -29,10 +27,7 @@ import typing as t
 from singer_sdk.singerlib.encoding import GenericSingerWriter, SingerMessageType
 from singer_sdk.singerlib.json import serialize_json
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - orjson is an optional speed-up
-    orjson = None  # type: ignore[assignment]
+import orjson
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -52,21 +47,18 @@ def _orjson_default(value: object) -> object:
     raise TypeError(kind.__name__)  # falls back to the SDK's encoder
 
 
-_OPTIONS = 0
-if orjson is not None:
-    # Hand datetimes, dataclasses and subclasses of built-ins to _orjson_default, which
-    # renders them as the SDK would or refuses them: orjson's own renderings differ.
-    _OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
-                | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_APPEND_NEWLINE)
+# Hand datetimes, dataclasses and subclasses of built-ins to _orjson_default, which
+# renders them as the SDK would or refuses them: orjson's own renderings differ.
+_OPTIONS = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+            | orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_APPEND_NEWLINE)
 
 
 def encode_message(message_dict: dict) -> bytes:
     """Return one Singer message as a JSON line (UTF-8, ending in a newline)."""
-    if orjson is not None:
-        try:
-            return orjson.dumps(message_dict, default=_orjson_default, option=_OPTIONS)
-        except TypeError:  # orjson.JSONEncodeError is a TypeError
-            pass
+    try:
+        return orjson.dumps(message_dict, default=_orjson_default, option=_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError: the SDK's encoder decides
+        pass
     return (serialize_json(message_dict) + "\n").encode()
 
 
