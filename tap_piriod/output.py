@@ -24,10 +24,9 @@ import decimal
 import sys
 import typing as t
 
+import orjson
 from singer_sdk.singerlib.encoding import GenericSingerWriter, SingerMessageType
 from singer_sdk.singerlib.json import serialize_json
-
-import orjson
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
