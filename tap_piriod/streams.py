@@ -12,6 +12,15 @@ How it never misses a record:
   400 naming it, in which case we ask again without the parameters it named).
 * ``updated`` values are rewritten in one UTC format, so that the SDK's bookmark (the
   largest value seen, compared as text) is the newest instant seen.
+* Each incremental run starts ``lookback_window`` seconds before the bookmark: Piriod
+  stamps ``updated`` when a row is saved, not when its transaction commits, so a long
+  transaction can commit rows stamped before a bookmark that a concurrent run already
+  moved past. Customers the previous run delivered inside that window (same id, same
+  ``updated``) are not emitted again (``tap_piriod.delivered``).
+* In FULL_TABLE mode records carry a table version, and ACTIVATE_VERSION is emitted
+  *after the last record of a complete read* (the SDK would emit it before the first):
+  a loader deletes the rows the read did not bring, so a run that dies halfway must not
+  send it.
 * The stream declares itself unsorted: the bookmark only advances when the whole stream
   has been read, and the SDK caps it at the moment the run started (its "signpost"), so a
   change made during the run is picked up by the next one. "The moment the run started"
@@ -39,6 +48,7 @@ from piriod.client import PiriodClient
 from piriod.errors import ParametersRefusedError, PiriodError
 from piriod.pages import Page
 from piriod.schema import customers_schema_path
+from tap_piriod.delivered import STATE_KEY, DeliveredSet
 from tap_piriod.fast_records import FastRecordMessages
 
 if t.TYPE_CHECKING:
@@ -88,10 +98,14 @@ class CustomersStream(FastRecordMessages, Stream):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._since: str | None = None
-        self._progress = {"emitted": 0, "skipped": 0, "pages": 0}
+        self._progress = {"emitted": 0, "skipped": 0, "delivered": 0, "pages": 0}
         self._started = self._last_report = time.monotonic()
         self._signpost: str | None = None
         self._client: PiriodClient | None = None
+        self._bookmark: str | None = None  # the state's, when this run started
+        self._newest = ""  # the newest ``updated`` emitted by this run
+        self._delivered: DeliveredSet | None = None
+        self._pending_version: int | None = None
 
     @property
     def client(self) -> PiriodClient:
@@ -111,16 +125,67 @@ class CustomersStream(FastRecordMessages, Stream):
         return params
 
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
-        """Fix the starting instant for this run, then read every page."""
-        start = self.get_starting_timestamp(context) if self._incremental else None
-        self._since = utc_text(start) if start else None
-        self.logger.info("Reading customers updated at or after %s", self._since or "the start")
+        """Fix this run's window, read every page, then leave what the next run needs."""
+        self._start_window(context)
         try:
             for page in self._pages(self.query()):
                 yield from self._records_of(page)
         except PiriodError as error:
             raise FatalAPIError(self.client.redact(str(error))) from error
         self._report_progress(final=True)
+        if self._incremental:
+            self._remember_window()
+        elif self._pending_version is not None:  # a complete full-table read
+            super()._write_activate_version_message(self._pending_version)
+
+    def _start_window(self, context: Context | None) -> None:
+        """Set ``_since``: the bookmark less the lookback window (or start_date)."""
+        self._since = None
+        if not self._incremental:
+            return
+        start = self.get_starting_timestamp(context)
+        self._bookmark = self.stream_state.get("replication_key_value")
+        lookback = float(self.config.get("lookback_window") or 0)
+        if start is not None:
+            since = utc_text(start)
+            if self._bookmark and lookback:
+                since = utc_text(parse_instant(since) - timedelta(seconds=lookback))
+            self._since = since
+        self._delivered = DeliveredSet(self.stream_state.get(STATE_KEY), self.logger)
+        if self._bookmark and lookback:
+            self.logger.info("Reading customers updated at or after %s (the bookmark %s less "
+                             "the %g s lookback window)", self._since, self._bookmark, lookback)
+        else:
+            self.logger.info("Reading customers updated at or after %s",
+                             self._since or "the start")
+
+    def _remember_window(self) -> None:
+        """Keep the bookmark monotonic and store what was delivered in the next window."""
+        markers = self.stream_state.get("progress_markers") or {}
+        emitted = markers.get("replication_key_value")
+        if emitted is not None and self._bookmark and str(emitted) < str(self._bookmark):
+            markers["replication_key_value"] = self._bookmark  # late commits only: keep it
+        assert self._delivered is not None
+        self.stream_state[STATE_KEY] = self._delivered.to_state(self._next_window_floor())
+
+    def _next_window_floor(self) -> str:
+        """Return the start of the next run's window, as far as this run can know it."""
+        candidates = [value for value in (self._newest, self._signpost) if value]
+        bookmark = max([min(candidates)] if candidates else [], default="")
+        bookmark = max(bookmark, self._bookmark or "")
+        if not bookmark:
+            return ""
+        lookback = float(self.config.get("lookback_window") or 0)
+        return utc_text(parse_instant(bookmark) - timedelta(seconds=lookback))
+
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """Emit ACTIVATE_VERSION in FULL_TABLE mode unless the setting turns it off."""
+        return bool(self.config.get("emit_activate_version_messages", True))
+
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        """Hold the SDK's ACTIVATE_VERSION (sent before the records) until the read ends."""
+        self._pending_version = full_table_version
 
     def _pages(self, query: dict[str, t.Any]) -> Iterator[Page]:
         """Yield the listing's pages; if the API refuses optional parameters, drop them."""
@@ -162,9 +227,18 @@ class CustomersStream(FastRecordMessages, Stream):
                 f"page {self._progress['pages']} held a customer the schema cannot place "
                 f"({str(found)[:200]}): every customer needs an id and ISO 8601 updated/"
                 "created date-times; stopping without moving the bookmark") from error
-        if self._since and row["updated"] < self._since:
+        updated = row["updated"]
+        if self._since and updated < self._since:
             self._progress["skipped"] += 1  # the server ignored updated__gte
             return None
+        if self._delivered is not None and self._delivered.already_delivered(row["id"],
+                                                                              updated):
+            self._progress["delivered"] += 1
+            return None
+        if updated > self._newest:
+            self._newest = updated
+            if self._delivered is not None and self._progress["emitted"] % 1000 == 0:
+                self._delivered.raise_floor(self._next_window_floor())
         self._progress["emitted"] += 1
         if time.monotonic() - self._last_report >= PROGRESS_EVERY_SECONDS:
             self._report_progress()
@@ -211,8 +285,8 @@ class CustomersStream(FastRecordMessages, Stream):
         client = self.client
         self.logger.info(
             "%s customers: %d emitted (%.0f records/s), %d pages, %d requests, %d retries, "
-            "%d throttled, %d skipped as older than the bookmark",
+            "%d throttled, %d skipped as older than the window, %d as delivered before",
             "Finished" if final else "Progress", done["emitted"], done["emitted"] / elapsed,
             done["pages"], client.requests_sent, client.retries, client.throttle.throttled,
-            done["skipped"])
+            done["skipped"], done["delivered"])
         self._last_report = now

@@ -33,6 +33,12 @@ class TapPiriod(Tap):
         th.Property("start_date", th.DateTimeType, title="Start date",
                     description="Only customers updated at or after this instant on the first "
                                 "run; later runs resume from the bookmark in the state."),
+        th.Property("lookback_window", th.IntegerType(minimum=0), default=300,
+                    title="Lookback window",
+                    description="Seconds before the bookmark that each incremental run "
+                                "reads again, for rows committed after a later bookmark was "
+                                "saved (size it to the account's longest write transaction). "
+                                "Customers already delivered are not emitted again."),
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     title="Page size", description="Customers per list request (1 to 100)."),
         th.Property("max_workers", th.IntegerType(minimum=1, maximum=32), default=4,
