@@ -17,8 +17,8 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
 
+from target_piriod.keys import ConfigError, KeySpec
 from target_piriod.loader import MODES, Loader, LoadError, Summary
-from target_piriod.matching import ConfigError, KeySpec
 from target_piriod.sinks import CustomersSink
 
 STREAM = "customers"
@@ -159,7 +159,7 @@ class TargetPiriod(Target):
         summary = self._report(self.loader.finish())
         limit = int(self.config.get("max_rejects") or 0)
         if summary.rejected > limit:
-            path = self.loader.rejects.path
+            path = self.loader.report.dead_letters.path
             raise TooManyRejectsError(
                 f"{summary.rejected} record(s) rejected, more than max_rejects={limit}; "
                 f"see {path} (lines with run_id {self.run_id})")

@@ -1,6 +1,6 @@
 """Overlapping batches: batch n+1 is planned while batch n is written, safely.
 
-The invariants (target_piriod/loader.py): one write at a time per key and per customer,
+The invariants (target_piriod/loader.py and write.py): one write at a time per key and per customer,
 later records matched against what earlier writes wrote, at most one batch in flight
 when ``load()`` returns, and no STATE before the writes of the records it covers.
 """
@@ -145,7 +145,7 @@ def test_state_is_emitted_only_after_the_writes_it_covers(sandbox, tmp_path, mon
 
 def test_long_loads_report_progress(sandbox, tmp_path, monkeypatch, caplog):
     """A person watching a long load sees records/s, counts, requests and retries."""
-    monkeypatch.setattr("target_piriod.loader.PROGRESS_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr("target_piriod.report.PROGRESS_EVERY_SECONDS", 0.0)
     sandbox.set_faults(retry_after=0, script=[{"nth": 1, "fault": "503", "method": "GET"}])
     loader = make_loader(sandbox, tmp_path)
     with caplog.at_level(logging.INFO, logger="test"):

@@ -15,17 +15,10 @@ from piriod.client import PiriodClient
 from piriod.retry import Throttle
 from piriod.retry import retry_after_seconds as _retry_after
 from piriod.schema import load_customers_schema
+from target_piriod.diff import changes_for, customer_shape, merge_payloads, to_code
+from target_piriod.index import CustomerIndex
+from target_piriod.keys import ConfigError, KeySpec, record_key
 from target_piriod.loader import Loader
-from target_piriod.matching import (
-    ConfigError,
-    CustomerIndex,
-    KeySpec,
-    changes_for,
-    customer_shape,
-    merge_payloads,
-    record_key,
-    to_code,
-)
 from target_piriod.records import PayloadValidator, to_payload, write_schema
 
 READ_ONLY = {"id", "aggregations", "contacts", "sources", "created", "updated"}

@@ -1,0 +1,168 @@
+"""What a run tells the person running it: the summary, progress lines, the dead letters.
+
+Every rejected record is appended to the dead-letter file with its key and reason, and
+counted; the counters become the summary line (and an SDK metric) at the end; a long
+load logs a progress line every ``PROGRESS_EVERY_SECONDS``. The counters belong to the
+thread that calls the ``Loader`` (see ``target_piriod.loader``): worker threads never
+touch them, so they need no lock. The dead-letter file is appended to, never truncated:
+rejects of an earlier run stay until someone has dealt with them, and each line names
+its run, so one run's rejects are easy to pick out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from target_piriod.keys import Key
+
+PROGRESS_EVERY_SECONDS = 10.0  # a long load says how it is going this often
+
+
+@dataclass
+class Rejection:
+    """Why records were refused: by validation, by matching, or by the API (a 4xx)."""
+
+    reason: str
+    message: str
+    status: int | None = None
+    error: Any = None
+
+
+@dataclass
+class Summary:
+    """The counters of one run; ``line()`` is the summary printed at the end."""
+
+    records: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    merged: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    def line(self) -> str:
+        """Return ``target-piriod summary: created=.. updated=.. ... seconds=..``."""
+        text = (f"target-piriod summary: records={self.records} created={self.created} "
+                f"updated={self.updated} unchanged={self.unchanged} skipped={self.skipped} "
+                f"rejected={self.rejected} seconds={self.seconds:.2f}")
+        return text + (" (dry run: nothing was written)" if self.dry_run else "")
+
+    def as_dict(self) -> dict:
+        """Return the counters as JSON-ready data (the metric's value)."""
+        names = ("records", "created", "updated", "unchanged", "skipped", "rejected",
+                 "merged", "requests", "retries", "throttled", "dry_run")
+        return {name: getattr(self, name) for name in names} | {
+            "seconds": round(self.seconds, 3)}
+
+
+class DeadLetterWriter:
+    """Appends rejects to a JSONL file, opening it on the first one. Thread-safe."""
+
+    def __init__(self, path: str | Path, run_id: str,
+                 redact: Callable[[str], str] | None = None) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+        self.count = 0
+        self._redact = redact or (lambda text: text)
+        self._lock = threading.Lock()
+        self._file: Any = None
+
+    def write(self, *, record: dict, key: Key | None, rejection: Rejection,
+              dry_run: bool = False) -> None:
+        """Append one rejected record; flushed at once so a crash cannot lose it."""
+        entry = {
+            "run_id": self.run_id,
+            "rejected_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            "key": {"field": key[0], "value": key[1]} if key else None,
+            "reason": rejection.reason,
+            "message": rejection.message,
+            "status": rejection.status,
+            "error": rejection.error,
+            "dry_run": dry_run,
+            "record": record,
+        }
+        line = self._redact(json.dumps(entry, ensure_ascii=False, default=str))
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(line + "\n")
+            self._file.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        """Close the file if it was opened."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+class Report:
+    """The run's counters, its dead letters and its progress lines."""
+
+    def __init__(self, dead_letters: DeadLetterWriter, logger: logging.Logger, *,
+                 dry_run: bool, client_counts: Callable[[], tuple[int, int, int]],
+                 redact: Callable[[str], str]) -> None:
+        self.summary = Summary(dry_run=dry_run)
+        self.dead_letters = dead_letters
+        self.logger = logger
+        self._client_counts = client_counts  # requests, retries, throttled so far
+        self._redact = redact
+        self._started = self._last_progress = time.monotonic()
+
+    def reject(self, records: list[dict], key: Key | None, rejection: Rejection) -> None:
+        """Dead-letter records with their key and reason, and count them."""
+        for record in records:
+            self.dead_letters.write(record=record, key=key, rejection=rejection,
+                                    dry_run=self.summary.dry_run)
+        self.summary.rejected += len(records)
+        self.logger.warning("Rejected %d record(s) with %s: %s (%s)", len(records),
+                            f"{key[0]}={key[1]!r}" if key else "no key", rejection.reason,
+                            self._redact(rejection.message))
+
+    def progress(self) -> None:
+        """Log the counters so far, at most every PROGRESS_EVERY_SECONDS."""
+        now = time.monotonic()
+        if now - self._last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self._last_progress, done = now, self.summary
+        requests, retries, throttled = self._client_counts()
+        self.logger.info(
+            "Progress: %d records (%.0f records/s): %d created, %d updated, %d unchanged, "
+            "%d rejected; %d requests, %d retries, %d throttled", done.records,
+            done.records / (now - self._started), done.created, done.updated, done.unchanged,
+            done.rejected, requests, retries, throttled)
+
+    def indexing(self, customers: Iterator[dict]) -> Iterator[dict]:
+        """Pass the index's customers through, saying every so often how many were read."""
+        started = last = time.monotonic()
+        for count, customer in enumerate(customers, 1):
+            yield customer
+            if time.monotonic() - last >= PROGRESS_EVERY_SECONDS:
+                last = time.monotonic()
+                requests, retries, _ = self._client_counts()
+                self.logger.info("Indexing: %d customers read (%.0f/s, %d requests, %d "
+                                 "retries)", count, count / (last - started), requests,
+                                 retries)
+
+    def finish(self) -> Summary:
+        """Close the dead-letter file; return the summary with the run's final figures."""
+        self.dead_letters.close()
+        summary = self.summary
+        summary.seconds = time.monotonic() - self._started
+        summary.requests, summary.retries, summary.throttled = self._client_counts()
+        return summary
