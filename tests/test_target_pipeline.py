@@ -159,3 +159,30 @@ def test_long_loads_report_progress(sandbox, tmp_path, monkeypatch, caplog):
     assert "10 records" in lines[1] and "5 created" in lines[1] and "1 retries" in lines[1]
     assert "records/s" in lines[1]
     assert any(r.getMessage().startswith("Indexing: ") for r in caplog.records)
+
+
+def test_counters_and_outcomes_change_only_on_the_calling_thread(sandbox, tmp_path):
+    """Workers only send requests: the summary, index and claims are the caller's alone."""
+    sandbox.set_faults(latency_ms=10, retry_after=0, script=[
+        {"nth": n, "fault": fault, "method": "POST"}
+        for n, fault in ((2, "drop_after"), (3, "503"), (5, "429"))])
+    loader = make_loader(sandbox, tmp_path, max_workers=4)
+    touched: set[str] = set()
+
+    class WatchedSummary(type(loader.summary)):
+        def __setattr__(self, name, value):
+            touched.add(threading.current_thread().name)
+            super().__setattr__(name, value)
+
+    loader.report.summary = WatchedSummary()
+    index_add = loader.index.add
+    loader.index.add = lambda customer: (touched.add(threading.current_thread().name),
+                                         index_add(customer))[1]
+    seeded = sandbox.customers()[:5]
+    loader.load([new_customer(n) for n in range(1, 13)])
+    loader.load([{"id": c["id"], "phone": "+9"} for c in seeded] +
+                [new_customer(1, email="bad"), {"id": "gone", "name": "x"}])
+    loader.flush()
+    summary = loader.finish()
+    assert (summary.created, summary.updated, summary.rejected) == (12, 5, 2)
+    assert touched == {threading.main_thread().name}

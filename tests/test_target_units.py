@@ -19,6 +19,7 @@ from target_piriod.diff import changes_for, customer_shape, merge_payloads, to_c
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import ConfigError, KeySpec, record_key
 from target_piriod.loader import Loader
+from target_piriod.plan import Planner
 from target_piriod.records import PayloadValidator, to_payload, write_schema
 
 READ_ONLY = {"id", "aggregations", "contacts", "sources", "created", "updated"}
@@ -262,3 +263,59 @@ def test_index_pages_are_read_concurrently_and_in_order(sandbox, tmp_path, monke
     assert len(expected) == 250 and ids == expected  # all of them, in the same order
     assert peak[0] > 1
     assert sandbox.stats()["requests"] == 13  # 250 / 20 pages, none twice
+
+
+class DictLookup:
+    """Planning's view of the world, from a list of customers: no HTTP, no threads."""
+
+    def __init__(self, spec, customers):
+        self.index = CustomerIndex(spec)
+        self.index.add_all(customers)
+        self.waited: list = []
+
+    def customer(self, customer_id):
+        return self.index.get(customer_id)
+
+    def customers_with(self, value):
+        return self.index.find(value)
+
+    def wait_for_key(self, key):
+        self.waited.append(key)
+
+    def wait_for_customer(self, customer_id):
+        return False
+
+
+def test_planning_alone_merges_matches_and_diffs():
+    spec = KeySpec.parse("tax_id")
+    lookup = DictLookup(spec, [{"id": "a", "tax_id": "1", "name": "A", "phone": "0"},
+                               {"id": "b", "tax_id": "2"}, {"id": "c", "tax_id": "2"}])
+    plan = Planner(spec, "upsert").plan([
+        {"tax_id": "1", "phone": "1"}, {"tax_id": " 1 ", "name": "A2"},  # one patch
+        {"id": "a", "address": "x"},                                      # same customer
+        {"tax_id": "2", "name": "?"},                                     # ambiguous
+        {"tax_id": "3", "name": "New"}, {"tax_id": "3", "phone": "3"},    # one create
+        {"name": "no key"}, {"tax_id": "4", "email": "nope"},             # refused
+        {"id": "zz"}, {"tax_id": "1", "phone": "1", "name": "A2"},        # not found; dup
+    ], lookup)
+    kinds = {action.key: (action.kind, action.changes or action.payload)
+             for action in plan.actions}
+    assert kinds == {("tax_id", "1"): ("update", {"phone": "1", "name": "A2", "address": "x"}),
+                     ("tax_id", "3"): ("create", {"tax_id": "3", "name": "New", "phone": "3"})}
+    reasons = sorted(refusal.rejection.reason for refusal in plan.refusals)
+    assert reasons == ["ambiguous_match", "invalid", "missing_key", "not_found"]
+    assert plan.merged == 4
+    assert ("tax_id", "3") in lookup.waited  # a write in flight for the key is waited for
+
+
+@pytest.mark.parametrize(("mode", "kinds", "refused"), [
+    ("create_only", {"skip", "create"}, []),
+    ("update_only", {"unchanged"}, ["not_found"]),
+])
+def test_planning_modes(mode, kinds, refused):
+    spec = KeySpec.parse("tax_id")
+    lookup = DictLookup(spec, [{"id": "a", "tax_id": "1", "name": "A"}])
+    plan = Planner(spec, mode).plan([{"tax_id": "1", "name": "A" if refused else "B"},
+                                     {"tax_id": "2", "name": "N"}], lookup)
+    assert {action.kind for action in plan.actions} == kinds
+    assert [refusal.rejection.reason for refusal in plan.refusals] == refused
