@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo bench sandbox clean
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
+
+.PHONY: venv airflow-venv test lint demo bench sandbox clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,10 +17,21 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Airflow in a virtualenv of its own (its pins conflict with Meltano's), for tests/test_airflow.py.
+$(AIRFLOW_STAMP): orchestrate/airflow/requirements.txt orchestrate/airflow/constraints.txt
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	echo '*' > $(AIRFLOW_VENV)/.gitignore
+	$(AIRFLOW_VENV)/bin/pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet -r orchestrate/airflow/requirements.txt \
+		-c orchestrate/airflow/constraints.txt
+	touch $(AIRFLOW_STAMP)
+
+airflow-venv: $(AIRFLOW_STAMP)
+
 lint: venv
 	$(BIN)/ruff check .
 
-test: venv lint
+test: venv airflow-venv lint
 	$(BIN)/python -m pytest
 
 demo: venv
@@ -30,4 +44,4 @@ sandbox: venv
 	$(BIN)/piriod-sandbox --port 8765 --seed 500
 
 clean:
-	rm -rf $(VENV) .meltano output .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) .meltano output .pytest_cache .ruff_cache
