@@ -7,7 +7,8 @@ the records it refused. So the rules of what a record means live here, testable 
 * a record failing the write schema is refused (``invalid``), one without a key too
   (``missing_key``: creating it would duplicate it on every re-run);
 * records with the same key are merged in input order, the later values winning
-  (metadata key by key); two keys that resolve to one customer become one action;
+  (metadata key by key); two keys that resolve to one customer become one action,
+  including a key that an earlier record of the batch gives to a matched customer;
 * a key that matches no customer by ``id`` is ``not_found``, one that matches several
   is ``ambiguous_match`` (never guessed); an unmatched key is created, unless the mode
   is ``update_only`` (``not_found``), and a matched one is patched with only what
@@ -114,12 +115,18 @@ class Planner:
         for item in items:
             by_key.setdefault(item.key, []).append(item)
         by_target: dict[str, Action] = {}
+        given: dict[str, str] = {}  # match key an earlier record gives a customer -> it
         for key, group in by_key.items():
             payload = reduce(merge_payloads, (item.payload for item in group))
             found = self._match_settled(key, group, payload, lookup, plan)
             if found is False:
                 continue
-            target = f"id:{found['id']}" if found else f"new:{key}"
+            # Unmatched, but an earlier record of this batch gives that key to a customer
+            # (the index does not know yet): that customer, not a new one.
+            target = f"id:{found['id']}" if found else given.get(key[1], f"new:{key}")
+            value = self.spec.match_value(payload)
+            if found and value is not None:
+                given.setdefault(value, target)
             if target in by_target:  # two keys, one customer: one write, later wins
                 earlier = by_target[target]
                 earlier.items += group
