@@ -11,10 +11,9 @@ messages with the same values:
   bits, a subclass of a built-in type, a non-string key...), makes that one message fall
   back to the SDK's own encoder. The one visible difference: non-ASCII text is written as
   UTF-8 rather than as ``\uXXXX`` escapes; JSON readers get the same strings.
-* RECORD messages are flushed when the stream has written a page (``flush()``), and every
-  other message (SCHEMA, STATE...) is flushed at once, as before: a reader still sees
-  a STATE only after the records it covers, and each page's records before the next
-  request is sent.
+* RECORD messages are written in one go when the stream has written a page (``flush()``),
+  and every other message (SCHEMA, STATE...) is written and flushed at once, after any
+  pending records: a reader still sees a STATE only after the records it covers.
 """
 
 from __future__ import annotations
@@ -62,25 +61,37 @@ def encode_message(message_dict: dict) -> bytes:
 
 
 class FastSingerWriter(GenericSingerWriter[bytes, "Message"]):
-    """Writes Singer messages to stdout as bytes; RECORDs are flushed per page."""
+    """Writes Singer messages to stdout as bytes; RECORDs are written and flushed per page.
+
+    RECORD lines are gathered in memory (at most ``MAX_PENDING_BYTES``) and written in one
+    system call by ``flush()``, which the stream calls after each page; any other message
+    writes them first, then itself, so the order on stdout is the order of the messages.
+    """
+
+    MAX_PENDING_BYTES = 1 << 20
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending = bytearray()
 
     def serialize_message(self, message: Message) -> bytes:
         """Serialize a message into one JSON line."""
         return encode_message(message.to_dict())
 
     def write_message(self, message: Message) -> None:
-        """Write a message; flush unless it is a RECORD (see ``flush``)."""
-        stdout = sys.stdout
-        line = self.serialize_message(message)
-        binary = getattr(stdout, "buffer", None)
-        if binary is None:  # a text-only stream (e.g. io.StringIO in a test)
-            stdout.write(line.decode())
-        else:
-            binary.write(line)
-        if message.type != _RECORD:
+        """Write a message; RECORDs wait for ``flush`` (or a non-RECORD message)."""
+        self._pending += self.serialize_message(message)
+        if message.type != _RECORD or len(self._pending) >= self.MAX_PENDING_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        """Push buffered messages to the reader."""
-        binary = getattr(sys.stdout, "buffer", None)
-        (binary or sys.stdout).flush()
+        """Write what is pending and push it to the reader."""
+        stdout = sys.stdout
+        binary = getattr(stdout, "buffer", None)
+        if self._pending:
+            if binary is None:  # a text-only stream (e.g. io.StringIO in a test)
+                stdout.write(self._pending.decode())
+            else:
+                binary.write(self._pending)
+            self._pending.clear()
+        (binary or stdout).flush()
