@@ -49,6 +49,7 @@ from piriod.errors import (
 )
 from piriod.pages import Page, read_pages
 from piriod.retry import THROTTLED_ATTEMPTS_FACTOR, Throttle, backoff_seconds, retry_after_seconds
+from piriod.settings import clean_token
 from piriod.transport import Reply, Transport
 
 CUSTOMERS_PATH = "/customers/"
@@ -83,6 +84,7 @@ class PiriodClient:
         self.pool_size = max(1, int(pool_size))
         self.throttle = Throttle()
         self.logger = logger or logging.getLogger("piriod")
+        token = clean_token(token)  # a pasted newline would put the token in an error
         self._token = token
         self._origin = _origin(self.base_url)
         self._parse_float = decimal.Decimal if decimals else float
@@ -108,9 +110,17 @@ class PiriodClient:
             yield from page.results
 
     def get_customer(self, customer_id: str) -> dict | None:
-        """Return one customer, or None if the API does not know the id (404)."""
+        """Return one customer, or None if the API does not know the id (404).
+
+        An id that cannot be a path segment (``..``, control characters) is no customer's:
+        None without a request, so that a caller rejects that record and goes on.
+        """
         try:
-            return self._call("GET", customer_path(customer_id)).payload
+            path = customer_path(customer_id)
+        except InvalidIdError:
+            return None
+        try:
+            return self._call("GET", path).payload
         except ApiError as error:
             if error.status == 404:
                 return None
@@ -236,11 +246,7 @@ class PiriodClient:
 
     def _refusal(self, method: str, path: str, params: dict | None, status: int,
                  body: Any) -> ApiError:
-        """Return the typed error of a 4xx (the body redacted: servers echo headers)."""
-        if isinstance(body, str):
-            body = self.redact(body)
-        else:
-            body = json.loads(self.redact(json.dumps(body, default=str)))
+        """Return the typed error of a 4xx (its body already redacted by ``_body``)."""
         if status in (401, 403):
             return AuthError(method, path, status, body)
         refused = parameters_named(body, [name for name in params or {} if name != "page"])
@@ -259,11 +265,18 @@ class PiriodClient:
         return Answer(payload, reply.headers, elapsed)
 
     def _body(self, reply: Reply) -> Any:
-        """Return an error body as JSON if it parses, else its start as text."""
+        """Return an error body as JSON if it parses, else its start as text; redacted.
+
+        Servers echo headers: the token is blanked out before the body is cut or quoted
+        anywhere (a message, a log line, a dead letter).
+        """
         try:
-            return json.loads(reply.data)
+            body = json.loads(reply.data)
         except ValueError:
-            return reply.data[:2000].decode("utf-8", errors="replace")
+            # Cut past the longest spelling of a token starting before 2000: none is halved.
+            head = reply.data[:2000 + 6 * len(self._token)]
+            return self.redact(head.decode("utf-8", errors="replace"))[:2000]
+        return json.loads(self.redact(json.dumps(body, default=str)))
 
     def _sleep(self, seconds: float, why: str) -> None:
         """Sleep, unless the run is stopping (then raise at once)."""

@@ -116,13 +116,15 @@ def secret_forms(token: str) -> list[str]:
     """Return every spelling under which ``token`` could appear in a text.
 
     A server may echo it raw, JSON-escaped (a quote or a backslash in the token changes its
-    spelling inside a JSON body) or URL-quoted; longest first, so that no spelling is
-    left half-replaced by a shorter one.
+    spelling inside a JSON body), URL-quoted, or as the Latin-1 bytes it received (which
+    read as UTF-8 turn into replacement characters); longest first, so that no spelling
+    is left half-replaced by a shorter one.
     """
     if not token:
         return []
     forms = {token, json.dumps(token)[1:-1], json.dumps(token, ensure_ascii=False)[1:-1],
-             quote(token, safe=""), repr(token)[1:-1]}
+             quote(token, safe=""), repr(token)[1:-1],
+             token.encode("latin-1", "replace").decode("utf-8", "replace")}
     return sorted(forms, key=len, reverse=True)
 
 

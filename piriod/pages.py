@@ -109,8 +109,8 @@ class _Tally:
 def _linked_pages(fetch: Fetch, query: dict[str, Any], page: Page, read: int,
                   logger: logging.Logger) -> Iterator[Page]:
     """Yield the pages after ``page`` by following links (or numbers), one at a time."""
-    page_query = query if page.number == 1 else {**query, "page": page.number}
-    seen = {_canonical(page_query)}
+    # Every page read so far, numbered ones included: a link back to any of them cycles.
+    seen = {_canonical({**query, "page": number}) for number in range(1, page.number + 1)}
     while (following := following_page(page.payload, read, page.number)) is not None:
         if isinstance(following, int):
             next_query = {**query, "page": following}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 
 from piriod.client import PiriodClient
-from piriod.errors import ConfigError
+from piriod.errors import ConfigError, PiriodError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from tap_piriod.output import FastSingerWriter
 from tap_piriod.streams import CustomersStream, parse_instant
@@ -72,6 +73,19 @@ class TapPiriod(Tap):
                 _check_start_date(start)
         except ConfigError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from error
+
+    @classmethod
+    def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
+        """Run the tap; an error of the API or its data ends it with its message alone.
+
+        The message names what failed (request, page, setting); a traceback would add
+        nothing for the person running the tap, and would quote the exception chain,
+        whose inner messages were not all redacted. Bugs still show their traceback.
+        """
+        try:
+            super().invoke(**kwargs)  # type: ignore[arg-type]
+        except (FatalAPIError, PiriodError) as error:
+            raise click.ClickException(str(error)) from None
 
     def piriod_client(self) -> PiriodClient:
         """Return a client for the configured API (one per stream sync)."""
