@@ -14,7 +14,7 @@ import time
 
 from common import SandboxProcess
 
-from target_piriod.client import PiriodClient
+from piriod.client import PiriodClient
 
 
 def read_index(sandbox: SandboxProcess, workers: int) -> tuple[float, int]:

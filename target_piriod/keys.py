@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from piriod.errors import ConfigError
 from piriod.schema import writable_attributes
 
 # Attributes that cannot identify a customer: objects, or the free tax_settings string.
@@ -18,9 +19,6 @@ UNMATCHABLE = {"country", "state", "metadata", "tax_settings"}
 
 Key = tuple[str, str]  # (label, normalised value): ("id", "x1"), ("metadata.erp_id", "E-1")
 
-
-class ConfigError(ValueError):
-    """A setting that cannot work (reported before any record is read)."""
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,13 @@ batches. The invariants:
 * outcomes are recorded (index, counters, dead letters) on the calling thread only:
   the counters need no lock because no other thread touches them;
 * at most one batch is in flight when ``load()`` returns, and ``flush()`` returns only
-  once every write is done or dead-lettered: the target calls it before emitting a
-  STATE, which therefore never gets ahead of unwritten records.
+  once every write is done or dead-lettered;
+* ``handled`` counts the records received (in order) that are wholly dealt with:
+  written, unchanged, skipped or dead-lettered. It moves a whole batch at a time, once
+  the batch was planned and every write of it recorded, and never past a record whose
+  write is in flight, was given up or was never started. The target holds each STATE
+  until the records before it are handled, so a STATE never gets ahead of unwritten
+  records, and needs no barrier: records after it are read and written meanwhile.
 """
 
 from __future__ import annotations
@@ -30,11 +35,14 @@ import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import click
 
-from target_piriod.client import AuthError, PiriodClient, PiriodError
+from piriod.client import PiriodClient
+from piriod.errors import AuthError, PiriodError
+from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import Key, KeySpec
 from target_piriod.plan import MODES, Action, Planner
@@ -52,6 +60,15 @@ class LoadError(click.ClickException):
     """
 
 
+@dataclass
+class _Batch:
+    """One ``load()``: where it ends in the input, and what of it is still open."""
+
+    end: int  # records received up to and including this batch
+    open: int = 0  # writes of it whose outcome is not recorded yet
+    planned: bool = False  # every action of it was counted or started
+
+
 class Loader:
     """Upserts batches of customer records into Piriod."""
 
@@ -62,10 +79,11 @@ class Loader:
         max_workers = max(1, int(config.get("max_workers") or 4))
         self.logger = logger
         self.client = PiriodClient(
-            config.get("api_url") or "https://api.piriod.com", config["auth_token"],
+            check_api_url(config.get("api_url") or DEFAULT_API_URL),
+            clean_token(config.get("auth_token")),
             timeout=float(config.get("request_timeout") or 30),
             max_retries=int(config.get("max_retries", 5)),
-            user_agent=config.get("user_agent") or "target-piriod",
+            user_agent=config.get("user_agent") or user_agent("target-piriod"),
             pool_size=max_workers, logger=logger)
         dead_letters = DeadLetterWriter(
             config.get("dead_letter_path") or "target-piriod-rejects.jsonl", run_id,
@@ -76,6 +94,10 @@ class Loader:
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
         self._index: CustomerIndex | None = None
+        self.received = 0  # records handed to load(), in order
+        self.handled = 0  # the first `handled` of them are wholly dealt with
+        self._batches: dict[int, _Batch] = {}  # not wholly handled yet, oldest first
+        self._batch_number = 0
 
     @property
     def summary(self) -> Summary:
@@ -92,13 +114,19 @@ class Loader:
         """
         records = list(records)
         self.summary.records += len(records)
+        self.received += len(records)
+        self._batch_number += 1
+        batch = self._batches[self._batch_number] = _Batch(self.received)
         earlier = self.writes.started()
         with self._load_errors():
             plan = self.planner.plan(records, self)
             for refusal in plan.refusals:
                 self.report.reject(refusal.records, refusal.key, refusal.rejection)
             for action in plan.actions:
-                self._start(action)
+                action.batch = self._batch_number
+                self._start(action, batch)
+            batch.planned = True
+            self._advance()
             self.writes.finish(earlier)
         self.summary.merged += plan.merged
         self.report.progress()
@@ -133,26 +161,38 @@ class Loader:
         except PiriodError as error:
             raise LoadError(self.client.redact(str(error))) from error
 
-    def _start(self, action: Action) -> None:
+    def _start(self, action: Action, batch: _Batch) -> None:
         """Count what needs no write; hand the rest to the writes."""
         if action.kind == "unchanged":
             self.summary.unchanged += 1
         elif action.kind == "skip":
             self.summary.skipped += 1
         else:
+            batch.open += 1
             self.writes.submit(action)
 
     def _record(self, action: Action, outcome: Outcome) -> None:
         """Count a finished write and update the index, or dead-letter its records."""
         if isinstance(outcome, Rejection):
             self.report.reject(action.records, action.key, outcome)
-            return
-        self.index.add(outcome)
-        if action.kind == "create":
-            self.summary.created += 1
         else:
-            self.summary.updated += 1
-        self.logger.debug("%sd customer %s (%s=%r)", action.kind, outcome["id"], *action.key)
+            self.index.add(outcome)
+            if action.kind == "create":
+                self.summary.created += 1
+            else:
+                self.summary.updated += 1
+            self.logger.debug("%sd customer %s (%s=%r)", action.kind, outcome["id"],
+                              *action.key)
+        self._batches[action.batch].open -= 1  # last: only what was recorded is handled
+        self._advance()
+
+    def _advance(self) -> None:
+        """Move ``handled`` past the oldest batches that are wholly dealt with."""
+        for number, batch in list(self._batches.items()):
+            if not batch.planned or batch.open:
+                return
+            del self._batches[number]
+            self.handled = batch.end
 
     def _client_counts(self) -> tuple[int, int, int]:
         return self.client.requests_sent, self.client.retries, self.client.throttle.throttled

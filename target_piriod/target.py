@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import uuid
@@ -17,9 +16,12 @@ from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
 
-from target_piriod.keys import ConfigError, KeySpec
+from piriod.errors import ConfigError
+from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token
+from target_piriod.keys import KeySpec
 from target_piriod.loader import MODES, Loader, LoadError, Summary
 from target_piriod.sinks import CustomersSink
+from target_piriod.states import HeldStates
 
 STREAM = "customers"
 
@@ -85,17 +87,20 @@ class TargetPiriod(Target):
                     description="Retries of a request failing with 5xx, a timeout or a "
                                 "dropped connection (429s get a larger budget and honour "
                                 "Retry-After) before the run fails."),
-        th.Property("user_agent", th.StringType, default="target-piriod/0.1.0",
-                    title="User agent", description="User-Agent header of every request."),
+        th.Property("user_agent", th.StringType, title="User agent",
+                    description="User-Agent header of every request (default: "
+                                "target-piriod/<version>)."),
     ).to_dict()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.max_parallelism = 1  # one stream; its writes are concurrent in the Loader
         self.run_id = uuid.uuid4().hex[:12]
-        self._last_state_json: str | None = None
+        self.states = HeldStates()
         try:
             KeySpec.parse(self.config.get("match_field") or "id")
+            clean_token(self.config.get("auth_token"))
+            check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
         except ConfigError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from error
 
@@ -126,36 +131,52 @@ class TargetPiriod(Target):
     # -- state and the end of the run ----------------------------------------------------
 
     def _process_record_message(self, message_dict: dict) -> None:
-        """Process a record; after a full batch was drained, emit the latest STATE.
+        """Process a record; then pass on the STATEs whose records are all handled.
 
-        The SDK only emits STATE when it drains every sink; a full sink is drained alone.
-        With a single stream, an empty sink right after that drain means every record
-        before the latest STATE was handed to the Loader, so the state can advance
-        (once the Loader has finished those writes: see ``_write_state_message``).
+        A full sink is drained here, and the Loader returns once the previous batch is
+        written: the records before a held STATE may just have been handled.
         """
         with self._summary_on_failure():
             super()._process_record_message(message_dict)
-            if self._latest_state and not self._sinks_to_clear and all(
-                    sink.current_size == 0 for sink in self._sinks_active.values()):
-                self._write_state_message(copy.deepcopy(self._latest_state))
+            if self.states:
+                self._emit_ready_state()
 
-    def _write_state_message(self, state: dict) -> None:
-        """Emit a STATE unless it is the one emitted last, once its records are written.
+    def _process_schema_message(self, message_dict: dict) -> None:
+        """Register a schema; drain a sink it retires at once, so records stay in order.
 
-        The Loader writes a batch while the next one is read, so a drained batch may
-        still be in flight: the STATE waits for every write started so far.
+        The SDK keeps a retired sink's records until its next full drain, while the new
+        sink's full batches are loaded: the Loader would see later records first, and a
+        STATE's position (``_records_in``) would no longer say which records it covers.
         """
-        state_json = json.dumps(state, sort_keys=True)
-        if state_json != self._last_state_json:
-            self.loader.flush()
-            super()._write_state_message(state)
-            self._last_state_json = state_json
+        super()._process_schema_message(message_dict)
+        for sink in self._sinks_to_clear:
+            self.drain_one(sink)
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        """Hold a STATE until the records before it are handled (target_piriod.states)."""
+        self._assert_line_requires(message_dict, requires={"value"})
+        if not self.states.hold(message_dict["value"], self._records_in()):
+            self.logger.warning("Ignoring an empty STATE message: passed on, it would make "
+                                "the next run start from nothing")
+        self._emit_ready_state()
+
+    def _records_in(self) -> int:
+        """Return how many records came in: handed to the Loader, or waiting in a sink."""
+        sinks = [*self._sinks_active.values(), *self._sinks_to_clear]
+        return self.loader.received + sum(sink.current_size for sink in sinks)
+
+    def _emit_ready_state(self) -> None:
+        """Pass on the newest STATE whose records are all written or dead-lettered."""
+        state = self.states.ready(self.loader.handled)
+        if state is not None:
+            self._write_state_message(state)
 
     def process_endofpipe(self) -> None:
-        """Drain, print the summary, and fail if more than ``max_rejects`` were rejected."""
+        """Drain, flush, emit the last STATE, print the summary; fail on too many rejects."""
         with self._summary_on_failure():
             super().process_endofpipe()
             self.loader.flush()
+            self._emit_ready_state()
         summary = self._report(self.loader.finish())
         limit = int(self.config.get("max_rejects") or 0)
         if summary.rejected > limit:

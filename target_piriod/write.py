@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
-from target_piriod.client import (
+from piriod.client import PiriodClient
+from piriod.errors import (
     ApiError,
     AuthError,
     OutcomeUnknownError,
-    PiriodClient,
     RetriesExhaustedError,
 )
 from target_piriod.diff import changes_for, creation_body, customer_shape
