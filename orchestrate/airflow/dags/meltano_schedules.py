@@ -82,10 +82,23 @@ def project_fingerprint(root: Path) -> str:
         raise FileNotFoundError(f"no meltano.yml in {root}: set MELTANO_PROJECT_ROOT")
     text = manifest.read_bytes()
     digest = hashlib.sha256(text)
-    for pattern in (yaml.safe_load(text) or {}).get("include_paths") or []:
+    for pattern in included_patterns(text):
         for name in sorted(glob.glob(pattern, root_dir=root)):
             digest.update(name.encode() + b"\0" + (root / name).read_bytes())
     return digest.hexdigest()
+
+
+def included_patterns(manifest: bytes) -> list[str]:
+    """Return the ``include_paths`` of a ``meltano.yml``.
+
+    Broken YAML gives none: meltano then fails on it and explains, which is the message the
+    import error should carry.
+    """
+    try:
+        project = yaml.safe_load(manifest)
+    except yaml.YAMLError:
+        return []
+    return (project.get("include_paths") if isinstance(project, dict) else None) or []
 
 
 def list_schedules(root: Path, meltano: str) -> dict[str, list[dict[str, Any]]]:
