@@ -16,12 +16,15 @@ accepted / rate, and the sandbox is checked for duplicates.
 With ``--repeat N`` the target's runs (each on a fresh sandbox) are repeated and the
 fastest is reported with the spread; the sequential baseline, bound by latency, runs once.
 
+``--state-every N`` makes the target's inputs carry a STATE message after every N
+records (as a tap that checkpoints often does), not only at the end.
+
 ``--index-rss N`` measures instead the index's memory: the peak RSS of target-piriod
 loading one record into an N-customer sandbox (no latency), against the same run with an
 empty sandbox (start-up alone).
 
     python benchmarks/bench_target.py [--count 2000] [--latency-ms 20] [--rate-limit 50]
-                                      [--repeat 3]
+                                      [--repeat 3] [--state-every 100]
     python benchmarks/bench_target.py --index-rss 100000
     python benchmarks/bench_target.py --tree /tmp/old ...   # an older commit's target
 """
@@ -42,6 +45,7 @@ from common import ROOT, Run, SandboxProcess, best, run_measured, table, tool
 
 SCHEMA = json.loads((ROOT / "schemas" / "customers.json").read_text())
 MAX_WORKERS = 8
+STATE_EVERY = 0  # --state-every: a STATE after every N records (0: only the final one)
 
 
 def payloads(count: int, changed: set[int] | None = None) -> list[dict]:
@@ -64,9 +68,12 @@ def write_inputs(work: Path, name: str, rows: list[dict]) -> tuple[Path, Path]:
     with singer.open("w", encoding="utf-8") as out:
         out.write(json.dumps({"type": "SCHEMA", "stream": "customers", "schema": SCHEMA,
                               "key_properties": ["tax_id"]}) + "\n")
-        for row in rows:
+        for number, row in enumerate(rows, 1):
             out.write(json.dumps({"type": "RECORD", "stream": "customers",
                                   "record": row}) + "\n")
+            if STATE_EVERY and number % STATE_EVERY == 0:
+                out.write(json.dumps({"type": "STATE", "value": {
+                    "benchmark": name, "position": number}}) + "\n")
         out.write(json.dumps({"type": "STATE", "value": {"benchmark": name}}) + "\n")
     with plain.open("w", encoding="utf-8") as out:
         out.writelines(json.dumps(row) + "\n" for row in rows)
@@ -226,8 +233,9 @@ def report(latency: dict, limited: dict | None) -> str:
         rows.append([label, run["writes"], run["requests"], f"{run['wall']:.2f}",
                      f"{rate:,.1f}", f"{rate / base_rate:.1f}x" if run["writes"] else "-",
                      f"{run['cpu']:.2f}", f"{run['peak_rss_mb']:.0f}"])
-    text = table(["run", "writes", "requests", "wall s", "writes/s", "vs baseline",
-                  "CPU s", "peak RSS MB"], rows)
+    text = "" if not STATE_EVERY else f"Inputs with a STATE every {STATE_EVERY} records.\n\n"
+    text += table(["run", "writes", "requests", "wall s", "writes/s", "vs baseline",
+                   "CPU s", "peak RSS MB"], rows)
     new, changed, rerun = (latency["target_new"], latency["target_changed"],
                            latency["target_rerun"])
     speedup = (new["writes"] / new["wall"]) / base_rate
@@ -272,11 +280,15 @@ def main(argv: list[str] | None = None) -> dict:
                         help="requests/s for the rate-limited load (0: skip it)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs of the target per measurement (the fastest is reported)")
+    parser.add_argument("--state-every", type=int, metavar="N", default=0,
+                        help="a STATE message after every N records of the target's inputs")
     parser.add_argument("--index-rss", type=int, metavar="N", default=0,
                         help="only measure the index's peak RSS with N customers")
     parser.add_argument("--tree", help="benchmark the target_piriod (and piriod_sandbox) "
                                        "of this directory instead, e.g. an older commit's")
     args = parser.parse_args(argv)
+    global STATE_EVERY  # one setting, read by write_inputs
+    STATE_EVERY = args.state_every
     if args.tree:  # as bench_tap.py --tree: children import the tree's packages
         os.environ["PYTHONPATH"] = str(Path(args.tree).resolve())
         os.chdir(tempfile.gettempdir())

@@ -69,6 +69,7 @@ class Action:
     payload: dict
     current: dict | None = None
     changes: dict = field(default_factory=dict)
+    batch: int = 0  # the batch that planned it (the Loader counts handled records by batch)
 
     @property
     def records(self) -> list[dict]:

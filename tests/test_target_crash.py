@@ -100,3 +100,31 @@ def test_a_post_in_flight_at_the_kill_is_matched_by_the_rerun(sandbox, tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert (rerun.count("created"), rerun.count("unchanged")) == (7, 3)
     assert_exactly_once(sandbox, "metadata.erp_id", [f"NEW-{n:05d}" for n in range(1, 11)])
+
+
+def test_a_state_waits_for_a_stuck_write_while_later_records_are_written(sandbox, tmp_path):
+    """No barrier at a STATE: later batches are written while an earlier write is stuck,
+    and no STATE after the stuck record comes out until it is written."""
+    messages = crash_input()[:67]  # SCHEMA, records 1-60, a STATE after every 10
+    config = target_config(sandbox, tmp_path, match_field="tax_id", batch_size_rows=10,
+                           max_workers=2, request_timeout=30)
+    command = [*TARGET, "--config", str(write_config(tmp_path, config)),
+               "--input", str(write_input(tmp_path, messages))]
+    # One POST of the second batch (records 11-20) takes 8 s; the others are quick.
+    sandbox.set_faults(slow_ms=8000, script=[{"nth": 15, "fault": "slow", "method": "POST"}])
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    wait_for(sandbox, process, "creates", 29)  # records 1-30 but the stuck one: written
+    assert sandbox.stats()["creates"] == 29, "the stuck write finished too soon"
+    process.send_signal(signal.SIGKILL)
+    stdout, _ = process.communicate(timeout=30)
+    states = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    assert states == [{"position": 10}]  # 20 and 30 are held behind the stuck record
+
+    wait_for(sandbox, None, "creates", 30)  # the server commits the stuck POST
+    sandbox.set_faults()
+    rerun = run_target(sandbox, tmp_path, messages, match_field="tax_id", batch_size_rows=10)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (rerun.count("created"), rerun.count("unchanged")) == (30, 30)
+    assert_exactly_once(sandbox, "tax_id", [f"77.{n:03d}.000-K" for n in range(1, 61)])
+    assert rerun.states[-1] == {"position": 60}

@@ -319,3 +319,19 @@ def test_planning_modes(mode, kinds, refused):
                                      {"tax_id": "2", "name": "N"}], lookup)
     assert {action.kind for action in plan.actions} == kinds
     assert [refusal.rejection.reason for refusal in plan.refusals] == refused
+
+
+def test_held_states_come_out_in_order_once_their_records_are_handled():
+    from target_piriod.states import HeldStates
+
+    states = HeldStates()
+    assert states.ready(0) is None
+    assert states.hold({"p": 0}, 0) and states.ready(0) == {"p": 0}  # nothing before it
+    assert not states.hold({}, 3) and not states.hold(None, 3)  # never an empty STATE
+    for position in (10, 20, 30):
+        states.hold({"p": position}, position)
+    assert states.ready(9) is None
+    assert states.ready(25) == {"p": 20}  # 10 is superseded by 20; 30 waits
+    assert len(states) == 1
+    states.hold({"p": 30}, 35)  # the same STATE again: passed on once
+    assert states.ready(40) == {"p": 30} and states.ready(40) is None
