@@ -45,7 +45,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._util import utc_now
 
 from piriod.client import PiriodClient
-from piriod.errors import ParametersRefusedError, PiriodError
+from piriod.errors import ParametersRefusedError, PiriodError, StoppedError
 from piriod.pages import Page
 from piriod.schema import customers_schema_path
 from tap_piriod.delivered import STATE_KEY, DeliveredSet
@@ -130,6 +130,9 @@ class CustomersStream(FastRecordMessages, Stream):
         try:
             for page in self._pages(self.query()):
                 yield from self._records_of(page)
+        except StoppedError:
+            self._tap.check_stop(self._progress["emitted"])  # type: ignore[attr-defined]
+            raise
         except PiriodError as error:
             raise FatalAPIError(self.client.redact(str(error))) from error
         self._report_progress(final=True)
@@ -211,6 +214,7 @@ class CustomersStream(FastRecordMessages, Stream):
         flush = getattr(self._tap.message_writer, "flush", None)
         if flush is not None:
             flush()
+        self._tap.check_stop(self._progress["emitted"])  # type: ignore[attr-defined]
 
     def post_process(self, row: dict, context: Context | None = None) -> dict | None:
         """Normalise timestamps to UTC; drop what is older than the bookmark."""

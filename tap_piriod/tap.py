@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+from typing import TYPE_CHECKING
+
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
@@ -12,6 +17,9 @@ from piriod.errors import ConfigError, PiriodError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from tap_piriod.output import FastSingerWriter
 from tap_piriod.streams import CustomersStream, parse_instant
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 NAME = "tap-piriod"
 
@@ -64,6 +72,8 @@ class TapPiriod(Tap):
     ).to_dict()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        self.stop_signal: int | None = None
+        self._clients: list[PiriodClient] = []
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         try:
             self._token = clean_token(self.config.get("auth_token"))
@@ -89,16 +99,57 @@ class TapPiriod(Tap):
 
     def piriod_client(self) -> PiriodClient:
         """Return a client for the configured API (one per stream sync)."""
-        return PiriodClient(
+        client = PiriodClient(
             self._api_url, self._token, timeout=float(self.config["request_timeout"]),
             max_retries=int(self.config["max_retries"]),
             user_agent=self.config.get("user_agent") or user_agent(NAME),
             pool_size=int(self.config.get("max_workers") or 1), decimals=True,
             logger=self.logger)
+        self._clients.append(client)
+        return client
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Stop at the next page boundary: no torn line, no STATE, exit 128 + signal.
+
+        The SDK's handler writes a STATE and exits 0 from wherever the signal lands, in
+        the middle of a line of output if need be. Here the first signal only asks the
+        stream to stop once the page being written is whole (waits and retries give up
+        at once); a second one exits at once. Either way the bookmark does not move: it
+        only moves at the end of a complete read.
+        """
+        name = signal.Signals(signum).name
+        if self.stop_signal is not None:
+            sys.stderr.write(f"{NAME}: second {name}: exiting now; the bookmark did not "
+                             "move\n")
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        self.stop_signal = signum
+        sys.stderr.write(f"{NAME}: {name} received: stopping after the page being written; "
+                         "the bookmark will not move\n")
+        sys.stderr.flush()
+        for client in self._clients:
+            client.stop()
+
+    def check_stop(self, emitted: int) -> None:
+        """Raise ``Interrupted`` if a signal asked the run to stop."""
+        if self.stop_signal is not None:
+            raise Interrupted(self.stop_signal, emitted)
 
     def discover_streams(self) -> list[CustomersStream]:
         """Return the tap's streams."""
         return [CustomersStream(self)]
+
+
+class Interrupted(click.ClickException):
+    """The run stopped on a signal, between pages; exits 128 + the signal's number."""
+
+    def __init__(self, signum: int, emitted: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name} after {emitted} records "
+                         "(every one written whole); the bookmark did not move, so the "
+                         "next run reads them again")
+        self.exit_code = 128 + signum
 
 
 def _check_start_date(value: object) -> None:
