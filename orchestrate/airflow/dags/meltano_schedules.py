@@ -61,9 +61,9 @@ def project_root() -> Path:
 def meltano_bin() -> str:
     """Return the meltano executable to run.
 
-    Airflow and Meltano live in separate virtualenvs (their pins conflict), so ``meltano``
-    is usually not on Airflow's ``PATH``; the repository's own ``.venv`` is the next best
-    guess after an explicit ``MELTANO_BIN``.
+    Airflow and Meltano live in separate virtualenvs (they pin many of the same libraries),
+    so ``meltano`` is usually not on Airflow's ``PATH``; the repository's own ``.venv`` is
+    the next best guess after an explicit ``MELTANO_BIN``.
     """
     if os.environ.get("MELTANO_BIN"):
         return os.environ["MELTANO_BIN"]
