@@ -92,6 +92,26 @@ def _property_plan(schema: dict) -> tuple:
             _ObjectPlan(schema) if obj else None)
 
 
+def _keeps_json(plan: _ObjectPlan | None) -> bool:
+    """Tell whether conforming JSON values (no NaN, no infinity) to ``plan`` changes nothing.
+
+    True when every object of the schema keeps properties it does not list
+    (``additionalProperties``) and no property is exclusively boolean: the only things
+    the SDK's conformance would then do to a parsed JSON document are to NaNs and
+    infinities, which a JSON parser that refuses them never produces.
+    """
+    if plan is None or not plan.additional:
+        return False
+    for uniform, _obj, boolean, _schema, items, sub in plan.properties.values():
+        if boolean or (sub is not None and not _keeps_json(sub)):
+            return False
+        if uniform:
+            item_object, _item_schema, item_plan, item_boolean = items
+            if item_boolean or (item_object and not _keeps_json(item_plan)):
+                return False
+    return True
+
+
 class RecordConformer:
     """Conform records to one schema, as the SDK's RECURSIVE conformance does."""
 
@@ -101,6 +121,7 @@ class RecordConformer:
             self._plan: _ObjectPlan | None = _ObjectPlan(schema)
         except Exception:  # a schema the SDK may reject later, per value
             self._plan = None  # leave it to the SDK, errors and all
+        self.keeps_json = _keeps_json(self._plan)
 
     def conform(self, record: dict, stream_name: str, logger: logging.Logger) -> dict:
         """Return the conformed record (a new dict), warning once about unmapped properties."""
@@ -187,12 +208,17 @@ class FastRecordMessages:
     Same steps and results: drop deselected properties, conform types to the schema,
     apply stream maps. Two shortcuts: with every property selected (the default) the
     deselection walk, which could remove nothing, is skipped; conformance uses a
-    :class:`RecordConformer` compiled once for the schema.
+    :class:`RecordConformer` compiled once for the schema, and is skipped altogether for
+    a stream that declares ``records_are_json`` when the schema keeps parsed JSON as it
+    is (``_keeps_json``).
     """
 
     _conformer: RecordConformer | None = None
     _mask_seen: object = None
     _all_selected: bool = False
+    # A stream whose records are parsed JSON (no NaN or infinity: the parser refuses
+    # them) skips conformance when the schema keeps such records as they are.
+    records_are_json: bool = False
 
     def _generate_record_messages(self, record: dict) -> t.Iterator[singer.RecordMessage]:
         schema = self.effective_schema  # type: ignore[attr-defined]
@@ -201,9 +227,13 @@ class FastRecordMessages:
             self._mask_seen, self._all_selected = mask, all(mask.values())
         if not self._all_selected:
             pop_deselected_record_properties(record, self.schema, mask)  # type: ignore[attr-defined]
-        record, self._conformer = conform_record(
-            self._conformer, record, schema, self.TYPE_CONFORMANCE_LEVEL,  # type: ignore[attr-defined]
-            self.name, self.logger)  # type: ignore[attr-defined]
+        conformer = self._conformer
+        if not (self.records_are_json and conformer is not None and conformer.keeps_json
+                and conformer.schema is schema
+                and self.TYPE_CONFORMANCE_LEVEL is _RECURSIVE):  # type: ignore[attr-defined]
+            record, self._conformer = conform_record(
+                conformer, record, schema, self.TYPE_CONFORMANCE_LEVEL,  # type: ignore[attr-defined]
+                self.name, self.logger)  # type: ignore[attr-defined]
         for stream_map in self.stream_maps:  # type: ignore[attr-defined]
             mapped_record = stream_map.transform(record)
             if mapped_record is not None:  # None: filtered out by the map

@@ -93,6 +93,7 @@ class CustomersStream(FastRecordMessages, Stream):
     primary_keys = ("id",)
     replication_key = "updated"
     is_sorted = False
+    records_are_json = True  # piriod.client parses with Decimals and refuses NaN/Infinity
     schema = StreamSchema(SchemaDirectory(customers_schema_path().parent))
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
