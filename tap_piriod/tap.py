@@ -48,6 +48,12 @@ class TapPiriod(Tap):
                                 "reads again, for rows committed after a later bookmark was "
                                 "saved (size it to the account's longest write transaction). "
                                 "Customers already delivered are not emitted again."),
+        th.Property("emit_activate_version_messages", th.BooleanType, default=True,
+                    title="Emit ACTIVATE_VERSION",
+                    description="In FULL_TABLE mode, stamp records with a table version and "
+                                "emit ACTIVATE_VERSION after the last record of a complete "
+                                "read, so that a loader honouring it removes the rows of "
+                                "customers deleted in Piriod."),
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     title="Page size", description="Customers per list request (1 to 100)."),
         th.Property("max_workers", th.IntegerType(minimum=1, maximum=32), default=4,
