@@ -7,6 +7,7 @@ ties the parts together:
 * ``target_piriod.write``: the writes on worker threads, their claims, and POSTs whose
   outcome is unknown;
 * ``target_piriod.index``: every customer by id and match key, read once per run;
+* ``target_piriod.lookup``: or, for a small load, its keys looked up one by one;
 * ``target_piriod.report``: counters, progress lines and the dead-letter file.
 
 A batch is planned whole in the calling thread, then its writes are handed to the
@@ -32,7 +33,6 @@ batches. The invariants:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,8 +45,10 @@ from piriod.errors import AuthError, PiriodError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import Key, KeySpec
+from target_piriod.lookup import KeyLookups
 from target_piriod.plan import MODES, Action, Planner
 from target_piriod.report import DeadLetterWriter, Rejection, Report, Summary
+from target_piriod.sinks import CustomersSink
 from target_piriod.write import CustomerWriter, DryRun, Outcome, Writes
 
 __all__ = ["MODES", "LoadError", "Loader", "Summary"]
@@ -93,7 +95,10 @@ class Loader:
         self.planner = Planner(self.spec, config.get("mode") or "upsert")
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
-        self._index: CustomerIndex | None = None
+        self.lookups = KeyLookups(
+            self.client, self.spec, logger, max_workers=max_workers,
+            full_batch=int(config.get("batch_size_rows") or CustomersSink.MAX_SIZE_DEFAULT),
+            progress=self.report.indexing)
         self.received = 0  # records handed to load(), in order
         self.handled = 0  # the first `handled` of them are wholly dealt with
         self._batches: dict[int, _Batch] = {}  # not wholly handled yet, oldest first
@@ -119,6 +124,7 @@ class Loader:
         batch = self._batches[self._batch_number] = _Batch(self.received)
         earlier = self.writes.started()
         with self._load_errors():
+            self.lookups.prepare(records)  # the index, or this batch's keys looked up
             plan = self.planner.plan(records, self)
             for refusal in plan.refusals:
                 self.report.reject(refusal.records, refusal.key, refusal.rejection)
@@ -201,32 +207,16 @@ class Loader:
 
     @property
     def index(self) -> CustomerIndex:
-        """Return the customer index, reading it (once per run) on first use."""
-        if self._index is None:
-            self._index = self._read_index()
-        return self._index
-
-    def _read_index(self) -> CustomerIndex:
-        """Read every customer once, 100 a page, and index them by id and match key."""
-        started, sent = time.monotonic(), self.client.requests_sent
-        index = CustomerIndex(self.spec)
-        index.add_all(self.report.indexing(self.client.iter_customers({"ordering": "created"})))
-        keys = "id" if self.spec.field == "id" else f"id and {self.spec.label}"
-        self.logger.info("Indexed %d customers by %s in %.2f s (%d requests)", len(index),
-                         keys, time.monotonic() - started, self.client.requests_sent - sent)
-        return index
+        """Return the run's customer index: the whole account, or what lookups found."""
+        return self.lookups.index
 
     def customer(self, customer_id: str) -> dict | None:
-        """Return a customer by id: from the index, else from the API (created since)."""
-        found = self.index.get(customer_id)
-        if found is None:
-            customer = self.client.get_customer(customer_id)
-            found = self.index.add(customer) if customer else None
-        return found
+        """Return a customer by id (see ``target_piriod.lookup``)."""
+        return self.lookups.customer(customer_id)
 
     def customers_with(self, value: str) -> list[dict]:
         """Return the customers whose match key is ``value``."""
-        return self.index.find(value)
+        return self.lookups.customers_with(value)
 
     def wait_for_key(self, key: Key) -> None:
         """Return once no write in flight holds this match key (recording those that did)."""
