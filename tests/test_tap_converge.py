@@ -133,3 +133,13 @@ def test_a_full_table_read_that_fails_halfway_activates_nothing(sandbox, tmp_pat
     assert run.ids, "the run read some pages before failing"
     assert "ACTIVATE_VERSION" not in {m["type"] for m in run.messages}
     assert "still failing after 2 attempts" in run.stderr
+
+
+def test_activate_version_can_be_turned_off(sandbox, tmp_path):
+    from test_tap_incremental import first_catalog
+
+    catalog = full_table_catalog(first_catalog(sandbox, tmp_path))
+    run = run_tap(sandbox, tmp_path, catalog=catalog, emit_activate_version_messages=False)
+    assert run.returncode == 0, run.stderr
+    assert "ACTIVATE_VERSION" not in {m["type"] for m in run.messages}
+    assert len(run.ids) == 250
