@@ -11,76 +11,33 @@
 
 The project is a copy of the repo's ``meltano.yml`` in a temp dir (the repo's ``.meltano/``
 is left alone) whose ``tap-piriod``/``target-piriod`` install this checkout; ``meltano
-install`` runs once for the module. Each test has its own state id (``--state-id-suffix``).
+install`` runs once per session (tests/meltano_helpers.py, shared with the other Meltano
+tests). Each test has its own state id (``--state-id-suffix``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from meltano_helpers import Meltano, installed_project, piriod_env, postgres_env
 from postgres_server import PostgresNotAvailable, PostgresServer
 
 from piriod_sandbox import SandboxProcess
 
 pytestmark = pytest.mark.meltano
 
-REPO = Path(__file__).resolve().parents[1]
-MELTANO = Path(sys.executable).parent / "meltano"
 SEED = 250  # tests/conftest.py's sandbox fixture resets to this many customers
-PG_PASSWORD = "unused"  # the test server trusts 127.0.0.1, but tap-postgres wants one
-
-
-class Meltano:
-    """Runs ``meltano --environment=dev ...`` in the test project with an isolated env."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        # Nothing of the developer's own Meltano or plugin settings leaks into the tests.
-        self.base_env = {key: value for key, value in os.environ.items()
-                         if not key.startswith(("MELTANO_", "TAP_", "TARGET_"))}
-        self.base_env.update(MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
-                             MELTANO_CLI_LOG_LEVEL="info", NO_COLOR="1")
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None, check: bool = True,
-                 timeout: float = 900) -> subprocess.CompletedProcess:
-        done = subprocess.run([str(MELTANO), "--environment=dev", *args], cwd=self.root,
-                              env={**self.base_env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
-        if check and done.returncode != 0:
-            pytest.fail(f"meltano {' '.join(args)} exited {done.returncode}:\n"
-                        f"{(done.stdout + done.stderr)[-6000:]}")
-        return done
-
-    def bookmark(self, state_id: str) -> str:
-        """Return the ``customers`` bookmark Meltano keeps for a state id."""
-        state = json.loads(self("state", "get", state_id).stdout)
-        return state["singer_state"]["bookmarks"]["customers"]["replication_key_value"]
 
 
 @pytest.fixture(scope="module")
 def meltano(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
-    """A copy of the project in a temp dir, with every plugin installed (once per module)."""
-    if not MELTANO.exists():
-        pytest.fail(f"meltano is not installed next to {sys.executable}: "
-                    "pip install -e '.[test,meltano]' (see the Makefile)")
-    root = tmp_path_factory.mktemp("meltano-project")
-    text = (REPO / "meltano.yml").read_text()
-    assert text.count("pip_url: -e .\n") == 2, "tap-piriod and target-piriod install the repo"
-    (root / "meltano.yml").write_text(text.replace("pip_url: -e .\n", f"pip_url: -e {REPO}\n"))
-    (root / "output").mkdir()
-    project = Meltano(root)
-    started = time.monotonic()
-    project("install", timeout=1800)
-    print(f"meltano install: {time.monotonic() - started:.1f} s")  # shown with pytest -s
-    return project
+    """The project copy with every plugin installed (shared with the other Meltano tests)."""
+    return installed_project(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -92,20 +49,6 @@ def postgres() -> PostgresServer:
         pytest.fail(str(error))
     yield server
     server.stop()
-
-
-def piriod_env(sandbox: SandboxProcess) -> dict[str, str]:
-    """Point tap-piriod and target-piriod at the test's sandbox (it has a random port)."""
-    return {"TAP_PIRIOD_API_URL": sandbox.url, "TAP_PIRIOD_AUTH_TOKEN": sandbox.token,
-            "TARGET_PIRIOD_API_URL": sandbox.url, "TARGET_PIRIOD_AUTH_TOKEN": sandbox.token}
-
-
-def postgres_env(server: PostgresServer, plugin: str, database: str) -> dict[str, str]:
-    """Point tap-postgres or target-postgres at the test server."""
-    prefix = plugin.upper().replace("-", "_")
-    return {f"{prefix}_HOST": server.host, f"{prefix}_PORT": str(server.port),
-            f"{prefix}_USER": server.user, f"{prefix}_PASSWORD": PG_PASSWORD,
-            f"{prefix}_DATABASE": database}
 
 
 def instant(text: str) -> datetime:
