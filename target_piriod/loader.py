@@ -47,7 +47,7 @@ from target_piriod.index import CustomerIndex
 from target_piriod.keys import Key, KeySpec
 from target_piriod.lookup import KeyLookups
 from target_piriod.plan import MODES, Action, Planner
-from target_piriod.report import DeadLetterWriter, Rejection, Report, Summary
+from target_piriod.report import DeadLetterError, DeadLetterWriter, Rejection, Report, Summary
 from target_piriod.sinks import CustomersSink
 from target_piriod.write import CustomerWriter, DryRun, Outcome, Writes
 
@@ -90,6 +90,10 @@ class Loader:
         dead_letters = DeadLetterWriter(
             config.get("dead_letter_path") or "target-piriod-rejects.jsonl", run_id,
             redact=self.client.redact)
+        try:
+            dead_letters.check()  # before anything is read or written
+        except DeadLetterError as error:
+            raise LoadError(str(error)) from error
         self.report = Report(dead_letters, logger, dry_run=self.dry_run,
                              client_counts=self._client_counts, redact=self.client.redact)
         self.planner = Planner(self.spec, config.get("mode") or "upsert")
@@ -149,7 +153,11 @@ class Loader:
         The target calls ``flush()`` first, which raises on a fatal error; here (also
         reached after a failure) one is only logged, so that the summary still prints.
         """
-        fatal = self.writes.close()
+        try:
+            fatal = self.writes.close()
+        except DeadLetterError as error:  # the file failed while recording the last writes
+            fatal = error
+            self.writes.close()  # the rest are recorded (counted, no longer dead-lettered)
         if fatal is not None:
             self.logger.error("A write failed: %s", self.client.redact(str(fatal)))
         self.client.close()
@@ -166,6 +174,17 @@ class Loader:
             ) from error
         except PiriodError as error:
             raise LoadError(self.client.redact(str(error))) from error
+        except DeadLetterError as error:
+            raise LoadError(str(error)) from error
+
+    def reject_input(self, record: Any, message: str) -> None:
+        """Count and dead-letter a record the input could not deliver (not an object...).
+
+        It never reaches a batch, so it holds no position that a STATE waits for.
+        """
+        self.summary.records += 1
+        with self._load_errors():
+            self.report.reject([record], None, Rejection("invalid", message))
 
     def _start(self, action: Action, batch: _Batch) -> None:
         """Count what needs no write; hand the rest to the writes."""

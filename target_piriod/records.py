@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import datetime
+import decimal
+import math
 import re
 from collections.abc import Callable
 from functools import cache
@@ -18,6 +20,7 @@ import jsonschema
 
 from piriod.schema import load_customers_schema
 from target_piriod.diff import CODE_FIELDS, write_shape
+from target_piriod.jsonsafe import json_problems, shorten
 
 
 @cache
@@ -50,12 +53,18 @@ class PayloadValidator:
         self._fast_check = _compile_fast_check(schema, checker)
 
     def errors(self, payload: dict) -> list[str]:
-        """Return one readable message per problem, e.g. ``email: 'x' is not a 'email'``."""
-        if self._fast_check is not None and self._fast_check(payload):
+        """Return one readable message per problem, e.g. ``email: 'x' is not a 'email'``.
+
+        What no JSON body can carry (NaN, Infinity, text that is not UTF-8) is a problem
+        too, named first; a value quoted in a message is cut to a few hundred characters.
+        """
+        problems = json_problems(payload)
+        if not problems and self._fast_check is not None and self._fast_check(payload):
             return []
         found = sorted(self._validator.iter_errors(payload), key=lambda e: list(e.path))
-        return [f"{'.'.join(map(str, error.path)) or '(record)'}: {error.message}"
-                for error in found]
+        return problems + [
+            f"{'.'.join(map(str, error.path)) or '(record)'}: {shorten(error.message)}"
+            for error in found]
 
 
 # The keywords the fast check implements; a schema using any other is left to jsonschema.
@@ -121,9 +130,17 @@ def to_payload(record: dict) -> dict:
 
 
 def _json_ready(value: Any) -> Any:
-    """Turn dates a tap's schema made the SDK parse back into ISO strings."""
+    """Make a record's value what the API takes and gives back.
+
+    Dates a tap's schema made the SDK parse become ISO strings again; numbers the SDK
+    read as Decimal become floats, as the API's are read back (a re-run compares equal),
+    except one beyond a double's range, which stays a Decimal that validation refuses.
+    """
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        number = float(value) if value.is_finite() else math.nan
+        return number if math.isfinite(number) else value
     if isinstance(value, dict):
         return {key: _json_ready(item) for key, item in value.items()}
     if isinstance(value, list):

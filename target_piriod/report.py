@@ -11,6 +11,7 @@ its run, so one run's rejects are easy to pick out.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from target_piriod.jsonsafe import shorten, shorten_values, strict_json
 from target_piriod.keys import Key
 
 PROGRESS_EVERY_SECONDS = 10.0  # a long load says how it is going this often
@@ -68,46 +70,101 @@ class Summary:
             "seconds": round(self.seconds, 3)}
 
 
+class DeadLetterError(Exception):
+    """The dead-letter file cannot be written: rejects would be lost, so the run stops."""
+
+
 class DeadLetterWriter:
-    """Appends rejects to a JSONL file, opening it on the first one. Thread-safe."""
+    r"""Appends rejects to a JSONL file, opened on the first one. Thread-safe.
+
+    The path is checked at start-up (``check``): a run that could not keep its rejects
+    stops before anything is written. Every line is JSON that any reader takes: NaN and
+    infinities are spelled as strings, and text that is not UTF-8 (bytes read with
+    ``surrogateescape``, lone surrogates) is kept as ``\udcXX`` escapes, the line then
+    written in ASCII, so the record is never lost for how it is spelled. The record is
+    written whole, once; the message, the error and the key are cut to a few hundred
+    characters (``target_piriod.jsonsafe.shorten``).
+    """
 
     def __init__(self, path: str | Path, run_id: str,
                  redact: Callable[[str], str] | None = None) -> None:
         self.path = Path(path)
         self.run_id = run_id
         self.count = 0
+        self.error: DeadLetterError | None = None  # once the file failed, nothing more
         self._redact = redact or (lambda text: text)
         self._lock = threading.Lock()
         self._file: Any = None
 
-    def write(self, *, record: dict, key: Key | None, rejection: Rejection,
-              dry_run: bool = False) -> None:
-        """Append one rejected record; flushed at once so a crash cannot lose it."""
+    def check(self) -> None:
+        """Make sure the file can be opened for appending; leave no new empty file."""
+        existed = self.path.exists()
+        try:
+            if not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True)
+            with self.path.open("ab"):
+                pass
+            if not existed:
+                self.path.unlink()
+        except OSError as error:
+            raise self._failed(error) from error
+
+    def write(self, *, record: Any, key: Key | None, rejection: Rejection,
+              dry_run: bool = False) -> bool:
+        """Append one rejected record, flushed at once so a crash cannot lose it.
+
+        Returns False, writing nothing, once the file has failed (the run is stopping);
+        raises DeadLetterError when it fails.
+        """
         entry = {
             "run_id": self.run_id,
             "rejected_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "key": {"field": key[0], "value": key[1]} if key else None,
+            "key": {"field": key[0], "value": shorten(key[1])} if key else None,
             "reason": rejection.reason,
-            "message": rejection.message,
+            "message": shorten(rejection.message),
             "status": rejection.status,
-            "error": rejection.error,
+            "error": shorten_values(rejection.error),
             "dry_run": dry_run,
             "record": record,
         }
-        line = self._redact(json.dumps(entry, ensure_ascii=False, default=str))
+        data = (self._line(entry) + "\n").encode("utf-8")
         with self._lock:
-            if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
-            self._file.write(line + "\n")
-            self._file.flush()
+            if self.error is not None:
+                return False
+            try:
+                if self._file is None:
+                    if not self.path.parent.exists():
+                        self.path.parent.mkdir(parents=True)
+                    self._file = self.path.open("ab")
+                self._file.write(data)
+                self._file.flush()
+            except OSError as error:
+                raise self._failed(error) from error
             self.count += 1
+            return True
+
+    def _line(self, entry: dict) -> str:
+        """Return the entry as one JSON line: UTF-8 if it can be, else ASCII-escaped."""
+        line = json.dumps(strict_json(entry), ensure_ascii=False)
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            line = json.dumps(strict_json(entry), ensure_ascii=True)
+        return self._redact(line)
+
+    def _failed(self, error: OSError) -> DeadLetterError:
+        why = error.strerror or str(error)
+        self.error = DeadLetterError(
+            f"cannot write the dead-letter file {self.path} ({why}); rejected records "
+            "would be lost, so the run stops (set dead_letter_path to a writable file)")
+        return self.error
 
     def close(self) -> None:
         """Close the file if it was opened."""
         with self._lock:
             if self._file is not None:
-                self._file.close()
+                with contextlib.suppress(OSError):  # a failed flush was reported
+                    self._file.close()
                 self._file = None
 
 
@@ -124,15 +181,22 @@ class Report:
         self._redact = redact
         self._started = self._last_progress = time.monotonic()
 
-    def reject(self, records: list[dict], key: Key | None, rejection: Rejection) -> None:
-        """Dead-letter records with their key and reason, and count them."""
-        for record in records:
-            self.dead_letters.write(record=record, key=key, rejection=rejection,
-                                    dry_run=self.summary.dry_run)
+    def reject(self, records: list[Any], key: Key | None, rejection: Rejection) -> None:
+        """Count records and dead-letter them with their key and reason.
+
+        Raises DeadLetterError if the file fails (the run must stop: no STATE may pass
+        them); once it has, later rejects are only counted and logged.
+        """
         self.summary.rejected += len(records)
         self.logger.warning("Rejected %d record(s) with %s: %s (%s)", len(records),
-                            f"{key[0]}={key[1]!r}" if key else "no key", rejection.reason,
-                            self._redact(rejection.message))
+                            shorten(f"{key[0]}={key[1]!r}") if key else "no key",
+                            rejection.reason, shorten(self._redact(rejection.message)))
+        for record in records:
+            if not self.dead_letters.write(record=record, key=key, rejection=rejection,
+                                           dry_run=self.summary.dry_run):
+                self.logger.warning("Not in the dead-letter file, which failed: the "
+                                    "record(s) above")
+                return
 
     def progress(self) -> None:
         """Log the counters so far, at most every PROGRESS_EVERY_SECONDS."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from decimal import Decimal
 from functools import cached_property
-from typing import ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import click
 from singer_sdk import Target
@@ -18,8 +19,10 @@ from singer_sdk.metrics import get_metrics_logger
 
 from piriod.errors import ConfigError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token
+from target_piriod.jsonsafe import quote
 from target_piriod.keys import KeySpec
 from target_piriod.loader import MODES, Loader, LoadError, Summary
+from target_piriod.reader import InputReader
 from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
 
@@ -40,6 +43,7 @@ class TargetPiriod(Target):
     name = "target-piriod"
     package_name = "piriod-singer"
     default_sink_class = CustomersSink
+    message_reader_class = InputReader  # line numbers; a bad line stops the run cleanly
     # No FLATTENING (metadata must stay an object), no VALIDATE_RECORDS (records are
     # validated against Piriod's write schema and dead-lettered, never fatal).
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
@@ -94,6 +98,9 @@ class TargetPiriod(Target):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if isinstance(self.message_reader, InputReader):
+            self.message_reader.on_bad_line = self._stop_at_bad_line
+        self._failure_reported = False
         self.max_parallelism = 1  # one stream; its writes are concurrent in the Loader
         self.run_id = uuid.uuid4().hex[:12]
         self.states = HeldStates()
@@ -137,9 +144,54 @@ class TargetPiriod(Target):
         written: the records before a held STATE may just have been handled.
         """
         with self._summary_on_failure():
+            if self._refused_message(message_dict):
+                return
             super()._process_record_message(message_dict)
             if self.states:
                 self._emit_ready_state()
+
+    # -- hostile input -------------------------------------------------------------------
+
+    def _refused_message(self, message: dict) -> bool:
+        """Dead-letter a RECORD that has no record to load (``invalid``); True if it did.
+
+        A RECORD without a ``stream`` name, without a ``record``, or whose record is not
+        an object (an array, a string, null...) is rejected and the load goes on; a
+        RECORD for a stream that had no SCHEMA stops the run, like a line that is not a
+        Singer message (``_stop_at_bad_line``).
+        """
+        where = f"line {getattr(self.message_reader, 'line_number', '?')}"
+        stream, record = message.get("stream"), message.get("record")
+        if not isinstance(stream, str):
+            problem = "without 'stream'" if "stream" not in message else \
+                f"whose 'stream' is not a name ({quote(repr(stream))})"
+            self.loader.reject_input(record, f"{where}: a RECORD message {problem}")
+            return True
+        if stream not in self.mapper.stream_maps:
+            self._stop_at_bad_line(f"{where}: a RECORD for stream {quote(stream)} before "
+                                   "its SCHEMA")
+        if self._dropped_by_maps(stream):
+            return False
+        if "record" not in message:
+            self.loader.reject_input(None, f"{where}: a RECORD message with no 'record'")
+            return True
+        if not isinstance(record, dict):
+            self.loader.reject_input(record, f"{where}: the record is {_json_kind(record)}, "
+                                             "not an object")
+            return True
+        return False
+
+    def _stop_at_bad_line(self, message: str) -> NoReturn:
+        """Stop at a line that is not a Singer message, as a failed load stops.
+
+        The writes in flight finish (and a STATE they complete is passed on), the
+        summary is printed, and the run exits 1 with the message; records after the last
+        full batch are not written (a re-run from the last STATE sends them again).
+        """
+        with self._summary_on_failure():
+            self.loader.flush()
+            self._emit_ready_state()
+            raise LoadError(message)
 
     def _process_schema_message(self, message_dict: dict) -> None:
         """Register a schema; drain a sink it retires at once, so records stay in order.
@@ -211,8 +263,26 @@ class _SummaryOnFailure:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: object) -> None:
-        if isinstance(error, LoadError):
+        # Once per run; not when the Loader itself could not start (nothing to report).
+        if isinstance(error, LoadError) and "loader" in vars(self.target) and \
+                not self.target._failure_reported:
+            self.target._failure_reported = True
             self.target._report(self.target.loader.finish(), failed=True)
+
+
+def _json_kind(value: Any) -> str:
+    """Return what a JSON value is, in JSON's words (``an array``, ``null``...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "a number" if isinstance(value, int | float | Decimal) else \
+        f"a {type(value).__name__}"
+
 
 
 if __name__ == "__main__":

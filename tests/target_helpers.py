@@ -125,3 +125,19 @@ def by_field(sandbox: SandboxProcess, field_name: str) -> dict[str, dict]:
             value = customer.get(field_name)
         result[value] = customer
     return result
+
+
+def run_target_lines(sandbox: SandboxProcess, tmp_path: Path, lines: list[str | bytes],
+                     timeout: float = 120, env: dict[str, str] | None = None,
+                     **config: object) -> TargetRun:
+    """Run the target on raw input lines (bytes kept as they are: not JSON, not UTF-8...)."""
+    full = target_config(sandbox, tmp_path, **config)
+    command = [*TARGET, "--config", str(write_config(tmp_path, full))]
+    data = b"".join((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n"
+                    for line in lines)
+    done = subprocess.run(command, input=data, capture_output=True, timeout=timeout,
+                          check=False, env=env)
+    stdout = done.stdout.decode("utf-8", errors="replace")
+    states = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return TargetRun(done.returncode, stdout, done.stderr.decode("utf-8", errors="replace"),
+                     Path(full["dead_letter_path"]), states)

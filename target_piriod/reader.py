@@ -1,0 +1,90 @@
+"""Reading Singer messages from hostile input: every line counted, bad ones named.
+
+The SDK's reader stops at a line that is not JSON, or not a message, with a traceback
+that quotes the whole line (megabytes, maybe) and no summary. ``InputReader`` numbers the
+lines and hands a line that is not a Singer message to ``on_bad_line`` (the target,
+which finishes the writes in flight, prints the summary and stops with the line's
+number), and skips messages of a type it does not know with a warning (a newer tap may
+send them). Standard input is read with ``surrogateescape``, whatever the locale says, so
+that bytes that are not UTF-8 reach the record they are in (and its dead letter) instead
+of ending the run.
+
+What a RECORD message lacks (``stream``, ``record``, a record that is an object) is not
+decided here: the target dead-letters such a record and goes on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import IO, Any, NoReturn
+
+from singer_sdk.singerlib.encoding import SimpleSingerReader
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+from singer_sdk.singerlib.json import deserialize_json
+
+from target_piriod.jsonsafe import quote
+
+logger = logging.getLogger("target-piriod")  # the target's own logger (the SDK names it)
+
+# What a message of each known type needs, besides its "type" (RECORD: see the target).
+REQUIRED = {"SCHEMA": ("stream", "schema"), "STATE": ("value",),
+            "ACTIVATE_VERSION": ("stream", "version")}
+
+
+class InputReader(SimpleSingerReader):
+    """The SDK's reader, with line numbers, clear errors and unknown types skipped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line_number = 0
+        self.on_bad_line: Callable[[str], NoReturn] | None = None
+        self._unknown_types: set[str] = set()
+
+    @property
+    def default_input(self) -> IO[str]:  # type: ignore[override]
+        """Return standard input, reading bytes that are not UTF-8 as surrogate escapes."""
+        stdin = sys.stdin
+        if isinstance(stdin, io.TextIOWrapper) and stdin.errors != "surrogateescape":
+            stdin.reconfigure(errors="surrogateescape")
+        return stdin
+
+    def deserialize_json(self, line: str) -> dict:
+        """Parse one line; a line that is not a Singer message stops the run, named."""
+        self.line_number += 1
+        where = f"line {self.line_number}"
+        try:
+            message = deserialize_json(line)
+        except ValueError as error:
+            reason = error.msg if isinstance(error, json.JSONDecodeError) else str(error)
+            self.bad_line(f"{where} is not JSON ({reason}): {quote(line.rstrip(), 200)}")
+        except RecursionError:
+            self.bad_line(f"{where} is not JSON this reader can read (nested too deeply)")
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            self.bad_line(f"{where} is not a Singer message (a JSON object with a 'type' "
+                          f"name): {quote(line.rstrip(), 200)}")
+        kind = message["type"]
+        missing = [name for name in REQUIRED.get(kind, ()) if name not in message]
+        if missing:
+            self.bad_line(f"{where}: a {kind} message without {' or '.join(map(repr, missing))}")
+        if kind == "SCHEMA" and not (isinstance(message["schema"], dict)
+                                     and "properties" in message["schema"]):
+            self.bad_line(f"{where}: a SCHEMA message whose 'schema' has no 'properties'")
+        return message
+
+    def bad_line(self, message: str) -> NoReturn:
+        """Stop at a line that is not a Singer message (through ``on_bad_line``)."""
+        if self.on_bad_line is not None:
+            self.on_bad_line(message)
+        raise InvalidInputLine(message)
+
+    def _process_unknown_message(self, message_dict: dict[str, Any]) -> None:
+        """Skip a message of a type the Singer spec does not define, with a warning."""
+        kind = message_dict["type"]
+        if kind not in self._unknown_types:
+            self._unknown_types.add(kind)
+            logger.warning("Skipping line %d: a message of unknown type %s (later ones of "
+                           "that type are skipped silently)", self.line_number, quote(kind))
