@@ -47,6 +47,7 @@ from target_piriod.index import CustomerIndex
 from target_piriod.keys import Key, KeySpec
 from target_piriod.lookup import KeyLookups
 from target_piriod.plan import MODES, Action, Planner
+from target_piriod.plan_file import PlanFile
 from target_piriod.report import DeadLetterError, DeadLetterWriter, Rejection, Report, Summary
 from target_piriod.sinks import CustomersSink
 from target_piriod.write import CustomerWriter, DryRun, Outcome, Writes
@@ -96,6 +97,9 @@ class Loader:
             raise LoadError(str(error)) from error
         self.report = Report(dead_letters, logger, dry_run=self.dry_run,
                              client_counts=self._client_counts, redact=self.client.redact)
+        plan_path = config.get("plan_path")
+        self.plan_file = PlanFile(plan_path, run_id, dry_run=self.dry_run,
+                                  redact=self.client.redact) if plan_path else None
         self.planner = Planner(self.spec, config.get("mode") or "upsert")
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
@@ -161,7 +165,25 @@ class Loader:
         if fatal is not None:
             self.logger.error("A write failed: %s", self.client.redact(str(fatal)))
         self.client.close()
+        if self.plan_file is not None:
+            self.plan_file.close(planned=self.summary.records > 0)
+            self.summary.plan_path = str(self.plan_file.path)
+            self.summary.plan_lines = self.plan_file.count
         return self.report.finish()
+
+    def check_access(self) -> int | None:
+        """Read one page of customers (a connection test); return their count if told.
+
+        Raises a LoadError naming the setting to fix (auth_token, api_url).
+        """
+        with self._load_errors():
+            try:
+                return self.client.check_access()
+            except AuthError:
+                raise
+            except PiriodError as error:  # unreachable, or not the Piriod API
+                raise PiriodError(f"Piriod could not be read at {self.client.base_url} "
+                                  f"({error}); check api_url") from error
 
     @contextmanager
     def _load_errors(self) -> Iterator[None]:
@@ -206,6 +228,8 @@ class Loader:
                 self.summary.created += 1
             else:
                 self.summary.updated += 1
+            if self.plan_file is not None:  # planned (dry run), or written and accepted
+                self.plan_file.write(action, outcome)
             self.logger.debug("%sd customer %s (%s=%r)", action.kind, outcome["id"],
                               *action.key)
         self._batches[action.batch].open -= 1  # last: only what was recorded is handled

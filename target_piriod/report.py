@@ -54,13 +54,20 @@ class Summary:
     throttled: int = 0
     seconds: float = 0.0
     dry_run: bool = False
+    plan_path: str | None = None  # the plan file (plan_path), and its lines of this run
+    plan_lines: int = 0
 
     def line(self) -> str:
         """Return ``target-piriod summary: created=.. updated=.. ... seconds=..``."""
         text = (f"target-piriod summary: records={self.records} created={self.created} "
                 f"updated={self.updated} unchanged={self.unchanged} skipped={self.skipped} "
                 f"rejected={self.rejected} seconds={self.seconds:.2f}")
-        return text + (" (dry run: nothing was written)" if self.dry_run else "")
+        notes = ["dry run: nothing was written"] if self.dry_run else []
+        if self.plan_path and self.dry_run:
+            notes.append(f"plan: {self.plan_lines} customer(s) in {self.plan_path}")
+        elif self.plan_path:
+            notes.append(f"audit log: {self.plan_lines} write(s) appended to {self.plan_path}")
+        return text + (f" ({'; '.join(notes)})" if notes else "")
 
     def as_dict(self) -> dict:
         """Return the counters as JSON-ready data (the metric's value)."""

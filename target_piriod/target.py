@@ -16,6 +16,7 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
+from singer_sdk.plugin_base import _ConfigInput
 
 from piriod.errors import ConfigError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token
@@ -27,6 +28,10 @@ from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
 
 STREAM = "customers"
+# What `meltano config test target-piriod` sends (Meltano 4: SCHEMA, RECORD, STATE), asking
+# loaders to write a test record. No fake customer goes to a billing system: the target
+# checks the credentials and the API with one read instead, and writes nothing.
+MELTANO_TEST_STREAM = "meltano_test_stream"
 
 
 class UnknownStreamError(click.ClickException):
@@ -72,10 +77,16 @@ class TargetPiriod(Target):
         th.Property("dry_run", th.BooleanType, default=False, title="Dry run",
                     description="Read and match, but send no writes: report what would be "
                                 "created, updated, left unchanged and rejected."),
+        th.Property("plan_path", th.StringType, title="Plan path",
+                    description="JSONL file of the customers created or updated, one line "
+                                "each: key, id and, per attribute, the value before and "
+                                "after. With dry_run it is the plan to review (the file is "
+                                "replaced); without, an audit log of the writes Piriod "
+                                "accepted (appended to). Not set: no file."),
         th.Property("dead_letter_path", th.StringType,
                     default="target-piriod-rejects.jsonl", title="Dead-letter path",
                     description="JSONL file that rejected records are appended to, each "
-                                "with its key, reason and the API's error body."),
+                                "with its key, the reason and what the API answered."),
         th.Property("max_rejects", th.IntegerType(minimum=0), default=0,
                     title="Max rejects",
                     description="The run exits non-zero if more records than this were "
@@ -135,6 +146,51 @@ class TargetPiriod(Target):
         maps = self.mapper.stream_maps.get(stream_name) or []
         return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
 
+    # -- Meltano's connection test --------------------------------------------------------
+
+    def _is_meltano_test(self, stream_name: object) -> bool:
+        """Tell whether a stream is Meltano's test stream (unless stream_maps map it)."""
+        return stream_name == MELTANO_TEST_STREAM and \
+            stream_name not in (self.config.get("stream_maps") or {})
+
+    def _connection_test(self, what: str = "Meltano's connection test",
+                         outcome: str = "its test record is not written (a test writes "
+                                        "nothing to a billing system)") -> None:
+        """Check auth_token and api_url with one read; say so in one line; write nothing.
+
+        A wrong token or api_url stops the run with the LoadError naming the setting.
+        """
+        if getattr(self, "_connection_tested", False):
+            return
+        count = self.loader.check_access()
+        self._connection_tested = True
+        readable = "customers readable" if count is None else f"{count} customer(s) readable"
+        sys.stderr.write(f"target-piriod: {what}: Piriod at {self.loader.client.base_url} "
+                         f"accepted auth_token ({readable}); {outcome}\n")
+        sys.stderr.flush()
+
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """Add ``--test`` (the SDK has it for taps only) to the SDK's command line."""
+        command = super().get_singer_command()
+        command.params.append(click.Option(
+            ["--test"], is_flag=True, expose_value=False, callback=cls.cb_test,
+            help="Check auth_token and api_url with one read of the API and exit (1 with "
+                 "the setting to fix if they do not work); reads no input, writes nothing."))
+        return command
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+        """Run the connection test of ``--test`` and exit."""
+        if not value:
+            return
+        config: _ConfigInput = ctx.params.get("config", _ConfigInput())
+        target = cls(config=config.config, parse_env_config=config.parse_env,
+                     validate_config=True)
+        target._connection_test("connection test", "nothing was written")
+        target.loader.client.close()
+        ctx.exit()
+
     # -- state and the end of the run ----------------------------------------------------
 
     def _process_record_message(self, message_dict: dict) -> None:
@@ -143,6 +199,8 @@ class TargetPiriod(Target):
         A full sink is drained here, and the Loader returns once the previous batch is
         written: the records before a held STATE may just have been handled.
         """
+        if self._is_meltano_test(message_dict.get("stream")):
+            return  # Meltano's test record: never written (see _connection_test)
         with self._summary_on_failure():
             if self._refused_message(message_dict):
                 return
@@ -200,6 +258,9 @@ class TargetPiriod(Target):
         sink's full batches are loaded: the Loader would see later records first, and a
         STATE's position (``_records_in``) would no longer say which records it covers.
         """
+        if self._is_meltano_test(message_dict.get("stream")):
+            self._connection_test()
+            return
         super()._process_schema_message(message_dict)
         for sink in self._sinks_to_clear:
             self.drain_one(sink)
