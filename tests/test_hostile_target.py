@@ -18,11 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import quote
 
 import pytest
 from hostile_server import HostileServer
 from target_helpers import TARGET, TargetRun, messages_for, new_customer, write_config
+
+from piriod.client import PiriodClient
+from piriod.errors import RedirectError
 
 MARKER = "s3cr3tMARK"  # in every test token: found nowhere in any output, even in part
 TOKEN = f"tok-{MARKER}-4f9a"
@@ -101,6 +105,58 @@ def test_a_307_or_308_to_another_host_never_carries_the_body_there(tmp_path, sta
         assert elsewhere.received() == [], "the record (and the token) went to another host"
     assert_fails_clearly(run, f"POST /customers/ answered {status}", location)
     assert len(posts) == 1
+
+
+def test_a_303_to_another_server_is_not_followed(tmp_path):
+    with HostileServer("plain") as elsewhere:
+        location = f"{elsewhere.url}/customers/hostile00042/"
+        with HostileServer("redirect_post", status=303, location=location) as server:
+            run = run_target(server.url, tmp_path)
+            log = server.received()
+        assert elsewhere.received() == [], "the token went to another server"
+    assert_fails_clearly(run, "POST /customers/ answered 303", location)
+    assert log[-1]["method"] == "POST", "nothing follows the POST"
+
+
+class _SeeOtherByName(BaseHTTPRequestHandler):
+    """Answers every POST with a 303 to this very server, named ``localhost``."""
+
+    protocol_version = "HTTP/1.1"
+    seen: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append(("POST", self.headers.get("Host", "")))
+        port = self.server.server_address[1]
+        self.send_response(303)
+        self.send_header("Location", f"http://localhost:{port}/customers/c1/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.headers.get("Host", "")))
+        self.send_response(500)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Keep the test output quiet."""
+
+
+def test_a_303_to_the_same_server_under_another_name_is_not_followed():
+    """The client the target writes with, in this process: an origin is its host name too."""
+    _SeeOtherByName.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SeeOtherByName)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = PiriodClient(f"http://127.0.0.1:{server.server_address[1]}", TOKEN)
+        with pytest.raises(RedirectError, match="answered 303 redirecting to 'http://localhost"):
+            client.create_customer({"name": "X"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _SeeOtherByName.seen == [("POST", f"127.0.0.1:{server.server_address[1]}")]
 
 
 @pytest.mark.parametrize("status", [301, 302, 307])
