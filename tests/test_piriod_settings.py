@@ -15,13 +15,14 @@ from urllib.parse import quote
 import pytest
 
 from piriod.client import PiriodClient, customer_path
-from piriod.errors import ConfigError, redact, secret_forms
+from piriod.errors import ApiError, ConfigError, redact, secret_forms
 from piriod.retry import (
     RETRY_AFTER_CAP_SECONDS,
     RETRY_AFTER_DEFAULT_SECONDS,
     retry_after_seconds,
 )
 from piriod.settings import check_api_url, clean_token
+from piriod.transport import Reply
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 MARKER = "s3cr3tMARK"
@@ -174,3 +175,24 @@ def test_an_id_that_cannot_be_a_segment_is_no_customer(customer_id):
     client = PiriodClient("http://127.0.0.1:9", "tok")  # port 9: nothing may be sent
     assert client.get_customer(customer_id) is None
     assert client.requests_sent == 0
+
+
+def _reply(status: int, body: str) -> Reply:
+    return Reply(status, {}, body.encode())
+
+
+@pytest.mark.parametrize("body", [
+    json.dumps({"detail": "x" * 270 + " Bearer {token} and more"}),  # cut at 300 characters
+    "y" * 280 + " Authorization: Bearer {token} …",  # plain text, cut at 300 characters
+    "z" * 1990 + " Bearer {token}" + " " * 50,  # a long text body, kept to 2000 characters
+])
+def test_an_error_body_is_redacted_before_it_is_cut(body):
+    """A token straddling a cut would survive as a fragment that no spelling matches."""
+    token = f"tok-{MARKER}-4f9a"
+    client = PiriodClient("http://127.0.0.1:9", token)
+    text = body.replace("{token}", token)
+    transient = client._classify("GET", "/customers/", None, _reply(503, text))
+    with pytest.raises(ApiError) as refused:
+        client._classify("POST", "/customers/", None, _reply(400, text))
+    for found in (transient.reason, str(refused.value), json.dumps(refused.value.body)):
+        assert "tok-s3" not in found and "4f9a" not in found, found
