@@ -8,7 +8,11 @@ one instead:
 * an ``id`` by retrieve (``GET /customers/{id}/``);
 * a ``tax_id`` or ``email`` (``match_field``) by the list filter (``?tax_id=...``), once
   per spelling the records use (as sent, and normalised: trimmed, emails lower-cased),
-  every page of the answer;
+  every page of the answer. The filter is exact: a tax_id no spelling finds is taken to
+  be no customer's (DRF trims what the API is sent; only a value stored with spaces
+  around it, written some other way, would be missed). Emails match case-blind, so an
+  email no spelling finds may still be a customer's in other letter case: such a miss
+  reads the index (a hit is a customer, and is kept);
 * ``metadata.<key>`` has no filter: a batch with such a key reads the index.
 
 The rule, decided on each batch until the index is read (then it is kept for the run):
@@ -209,19 +213,29 @@ class KeyLookups:
             futures = [pool.submit(self._retrieve if kind == "id" else self._filtered,
                                    key, spelling) for kind, key, spelling in tasks]
         self.sent += len(tasks)
-        distrust, doubtful = [], set()
+        doubts: list[str] = []  # why an answer is not to be trusted (the server's fault)
+        held: dict[str, bool] = {}  # key value -> some spelling found a customer
         for (kind, key, _), future in zip(tasks, futures, strict=True):
             found, why = future.result()  # the first fatal error raises
             for customer in found:
                 self._add(customer)
             if why is not None:
-                distrust.append(why)
-                doubtful.add(key)
+                doubts.append(why)
             elif kind == "id":
                 self._ids.add(key)
-        self._values.update(value for value in spellings if value not in doubtful)
-        if distrust:
-            self._use_index(distrust[0], warn=True)
+            else:
+                held[key] = held.get(key, False) or bool(found)
+        if doubts:
+            self._use_index(doubts[0], warn=True)
+            return
+        missed = sorted(value for value, found in held.items() if not found)
+        if self.spec.field == "email" and missed:
+            # The filter is exact, emails match case-blind: a miss is no proof that no
+            # customer has the email spelled otherwise (the index would match it).
+            self._use_index(f"no customer has email {missed[0]!r} as the records spell it, "
+                            "and one may have it in other letter case")
+            return
+        self._values.update(held)
 
     def _retrieve(self, customer_id: str, _: str) -> tuple[list[dict], str | None]:
         """GET one customer; distrust an answer that is another customer."""
