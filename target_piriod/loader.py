@@ -41,7 +41,7 @@ from typing import Any
 import click
 
 from piriod.client import PiriodClient
-from piriod.errors import AuthError, PiriodError
+from piriod.errors import AuthError, PiriodError, StoppedError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import Key, KeySpec
@@ -151,6 +151,27 @@ class Loader:
         with self._load_errors():
             self.writes.finish(self.writes.started())
 
+    def stop(self) -> None:
+        """Ask the run to stop (a signal): waits and retries give up, nothing new is sent.
+
+        Requests already in flight finish. It only sets events, so a signal handler may
+        call it; ``load()`` and ``flush()`` then raise ``StoppedError`` within a request.
+        """
+        self.client.stop()
+        self.writes.stop()
+
+    def halt(self) -> None:
+        """After ``stop()``: give the writes in flight one request_timeout, record them.
+
+        Writes still running then are given up (their records stay unhandled, so no
+        STATE covers them); ``finish()`` does not wait for them.
+        """
+        given_up = self.writes.halt(self.client.timeout)
+        if given_up:
+            self.logger.warning("Gave up on %d write(s) still in flight after %g s: their "
+                                "records are not covered by any STATE", given_up,
+                                self.client.timeout)
+
     def finish(self) -> Summary:
         """Finish the writes in flight, stop the threads, close files; return the counters.
 
@@ -190,6 +211,8 @@ class Loader:
         """Turn the API's fatal errors into a LoadError that names what failed."""
         try:
             yield
+        except StoppedError:
+            raise  # not a failure: the run was asked to stop (see stop())
         except AuthError as error:
             raise LoadError(self.client.redact(
                 f"Piriod refused the credentials ({error}); check auth_token and api_url"),

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import uuid
+from collections.abc import Iterable
 from decimal import Decimal
 from functools import cached_property
+from types import FrameType
 from typing import Any, ClassVar, NoReturn
 
 import click
@@ -18,7 +22,7 @@ from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
 from singer_sdk.plugin_base import _ConfigInput
 
-from piriod.errors import ConfigError
+from piriod.errors import ConfigError, StoppedError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token
 from target_piriod.jsonsafe import quote
 from target_piriod.keys import KeySpec
@@ -26,6 +30,7 @@ from target_piriod.loader import MODES, Loader, LoadError, Summary
 from target_piriod.reader import InputReader
 from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
+from target_piriod.stopping import Interrupted, Stopper
 
 STREAM = "customers"
 # What `meltano config test target-piriod` sends (Meltano 4: SCHEMA, RECORD, STATE), asking
@@ -108,6 +113,7 @@ class TargetPiriod(Target):
     ).to_dict()
 
     def __init__(self, *args: object, **kwargs: object) -> None:
+        self.stopper = Stopper()  # first: the SDK's __init__ installs the signal handler
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         if isinstance(self.message_reader, InputReader):
             self.message_reader.on_bad_line = self._stop_at_bad_line
@@ -131,7 +137,10 @@ class TargetPiriod(Target):
     @cached_property
     def loader(self) -> Loader:
         """Return the run's Loader (HTTP client, customer index, writer threads)."""
-        return Loader(self.config, self.logger, self.run_id)
+        loader = Loader(self.config, self.logger, self.run_id)
+        if self.stopper.signum is not None:  # a signal came while it was being built
+            loader.stop()
+        return loader
 
     def get_sink_class(self, stream_name: str) -> type[CustomersSink]:
         """Return the sink for ``customers``; refuse any other stream loudly."""
@@ -286,6 +295,7 @@ class TargetPiriod(Target):
 
     def process_endofpipe(self) -> None:
         """Drain, flush, emit the last STATE, print the summary; fail on too many rejects."""
+        self.stopper.check()  # a signal during the last message: that batch is not loaded
         with self._summary_on_failure():
             super().process_endofpipe()
             self.loader.flush()
@@ -298,17 +308,52 @@ class TargetPiriod(Target):
                 f"{summary.rejected} record(s) rejected, more than max_rejects={limit}; "
                 f"see {path} (lines with run_id {self.run_id})")
 
+    # -- signals (target_piriod.stopping) ------------------------------------------------
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Replace the SDK's handler, which drained, wrote the latest STATE and exited 0."""
+        loader = self.__dict__.get("loader")  # not built inside a signal handler
+        self.stopper.handle(signum, loader.stop if loader is not None else _nothing)
+
+    def listen(self, file_input: Iterable[str] | None = None) -> None:  # type: ignore[override]
+        """Read and load the input; after a signal, stop as target_piriod.stopping says."""
+        source = file_input or self.message_reader.default_input
+        self.stopper.listening = True
+        try:
+            super().listen(self.stopper.lines(source))  # type: ignore[arg-type]
+        except (Interrupted, StoppedError):
+            self._stop_after_signal()
+
+    def _stop_after_signal(self) -> NoReturn:
+        """Let writes in flight finish (bounded), pass on what STATE is true, exit 128+n."""
+        signum = self.stopper.signum or signal.SIGTERM
+        loader = self.loader
+        loader.stop()
+        loader.halt()
+        self._emit_ready_state()
+        self.logger.warning(
+            "Stopped by %s: %d of the %d records received were written or dead-lettered; "
+            "no STATE past them was passed on, and a re-run loads the rest",
+            signal.Signals(signum).name, loader.handled, loader.received)
+        self._report(loader.finish(), interrupted=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(128 + signum)  # not waiting for threads given up on
+
     def _summary_on_failure(self) -> _SummaryOnFailure:
         return _SummaryOnFailure(self)
 
-    def _report(self, summary: Summary, failed: bool = False) -> Summary:
+    def _report(self, summary: Summary, failed: bool = False,
+                interrupted: bool = False) -> Summary:
         """Print the one-line summary on stderr and log it as an SDK metric."""
-        line = summary.line() + (" (run failed)" if failed else "")
+        line = summary.line() + (" (run failed)" if failed else "") + (
+            " (interrupted)" if interrupted else "")
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
         point = {"type": "summary", "metric": "target_piriod_summary",
                  "value": summary.as_dict(), "tags": {"stream": STREAM, "run_id": self.run_id,
-                                                      "failed": failed}}
+                                                      "failed": failed,
+                                                      "interrupted": interrupted}}
         get_metrics_logger().info("METRIC: %s", json.dumps(point, separators=(",", ":")))
         return summary
 
@@ -344,6 +389,9 @@ def _json_kind(value: Any) -> str:
     return "a number" if isinstance(value, int | float | Decimal) else \
         f"a {type(value).__name__}"
 
+
+def _nothing() -> None:
+    """Stop nothing: no Loader was built yet."""
 
 
 if __name__ == "__main__":

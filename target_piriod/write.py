@@ -20,7 +20,7 @@ again, and makes a customer it finds hold the record's values.
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
@@ -30,6 +30,7 @@ from piriod.errors import (
     AuthError,
     OutcomeUnknownError,
     RetriesExhaustedError,
+    StoppedError,
 )
 from target_piriod.diff import changes_for, creation_body, customer_shape
 from target_piriod.keys import Key, KeySpec
@@ -71,6 +72,11 @@ class CustomerWriter:
         self.client = client
         self.spec = spec
         self.logger = logger
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Make a wait for a POST that timed out give up (a signal); only sets an event."""
+        self._stopping.set()
 
     def write(self, action: Action) -> Outcome:
         """Create or patch one customer; return it, or the API's reason for refusing."""
@@ -98,8 +104,10 @@ class CustomerWriter:
                 last = error
                 self.logger.warning("Create of %s=%r may have happened (%s): looking it up "
                                     "before posting again", *action.key, error)
-                if error.timed_out:  # the server may still be committing it: give it time
-                    time.sleep(self.client.timeout)
+                # The server may still be committing a POST that timed out: give it time.
+                if error.timed_out and self._stopping.wait(self.client.timeout):
+                    raise StoppedError("stopped by a signal while waiting on a POST that "
+                                       "timed out") from error
                 found = self._find_remote(action.key, body)
                 if found is not None:
                     return self._reconcile(found, action)
@@ -174,12 +182,40 @@ class Writes:
         return True
 
     def finish(self, futures: list[Future]) -> None:
-        """Wait for writes and record them; on a fatal error stop the rest and re-raise."""
+        """Wait for writes and record them; on a fatal error stop the rest and re-raise.
+
+        After a stop (``StoppedError``) the rest is left to ``halt()``, which waits for
+        it with a bound.
+        """
         wait(futures, return_when=FIRST_EXCEPTION)
         fatal = self._collect([future for future in futures if future.done()])
         if fatal is not None:
-            self._wait_all(cancel=True)
+            if not isinstance(fatal, StoppedError):
+                self._wait_all(cancel=True)
             raise fatal
+
+    def stop(self) -> None:
+        """Make the writes give up their own waits (the Loader stops the client)."""
+        self.writer.stop()
+
+    def halt(self, grace: float) -> int:
+        """After ``stop()``: wait ``grace`` seconds at most; return how many were given up.
+
+        The writes not started are cancelled, those that finish are recorded. A write
+        given up, cancelled or stopped is never recorded, so its records stay
+        unhandled: no STATE covers them, and a re-run writes them.
+        """
+        futures = list(self._in_flight)
+        for future in futures:
+            future.cancel()
+        done, running = wait(futures, timeout=grace)
+        self._collect(list(done))  # the errors of stopped writes: nothing to record
+        for future in running:
+            self._in_flight.pop(future, None)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        return len(running)
 
     def close(self) -> BaseException | None:
         """Wait for every write, record it, stop the threads; return a fatal error, if any."""
@@ -251,6 +287,13 @@ class DryRun:
 
     def finish(self, futures: list[Future]) -> None:
         """Return at once: nothing is in flight."""
+
+    def stop(self) -> None:
+        """Return at once: nothing is ever sent."""
+
+    def halt(self, grace: float) -> int:
+        """Return 0: no write is ever in flight."""
+        return 0
 
     def close(self) -> BaseException | None:
         """Return no error: nothing was in flight."""
