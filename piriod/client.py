@@ -38,6 +38,7 @@ from piriod.errors import (
     ApiError,
     AuthError,
     OutcomeUnknownError,
+    PaginationError,
     ParametersRefusedError,
     PiriodError,
     RedirectError,
@@ -167,7 +168,9 @@ class PiriodClient:
 
     def _list_page(self, query: dict[str, Any], number: int) -> Page:
         answer = self._call("GET", CUSTOMERS_PATH, params=query)
-        return Page(number, answer.payload, answer.headers, answer.elapsed)
+        page = Page(number, answer.payload, answer.headers, answer.elapsed)
+        _check_ids(page)
+        return page
 
     def _call(self, method: str, path: str, *, params: dict | None = None,
               json_body: dict | None = None, idempotent: bool = True) -> Answer:
@@ -302,6 +305,20 @@ def customer_path(customer_id: str) -> str:
     if not text.strip() or text in (".", "..") or any(ord(char) < 0x20 for char in text):
         raise InvalidIdError(f"{excerpt(text, 60)!r} cannot be a Piriod customer id")
     return f"{CUSTOMERS_PATH}{quote(text, safe='')}/"
+
+
+def _check_ids(page: Page) -> None:
+    """Refuse a list page holding a customer without an id (an index would miss it).
+
+    A loader indexing the account would then create that customer again; a tap would
+    emit a record that cannot be keyed. The error names the page, not the customer's data.
+    """
+    for position, customer in enumerate(page.results, 1):
+        if not isinstance(customer, dict) or customer.get("id") in (None, ""):
+            raise PaginationError(
+                f"page {page.number} of the listing held a customer without an id (number "
+                f"{position} on the page): the API answered outside its contract; stopping "
+                "rather than reading customers that cannot be matched")
 
 
 @dataclass

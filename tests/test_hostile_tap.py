@@ -243,7 +243,7 @@ def test_a_start_date_that_is_not_a_date_is_a_config_error(tmp_path):
 def test_a_customer_without_an_id_fails_naming_the_page(tmp_path, mode):
     with HostileServer("missing_id", id=mode) as server:
         run = run_tap(server.url, tmp_path)
-    assert_fails_clearly(run, "page 1 held a customer", "needs an id")
+    assert_fails_clearly(run, "page 1 of the listing held a customer without an id")
     assert set(run.ids) <= {"hostile00001"} and run.states == []  # nothing past it
 
 

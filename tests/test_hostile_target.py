@@ -374,6 +374,18 @@ def test_an_api_url_without_a_scheme_is_a_config_error_with_an_example(tmp_path,
     assert_fails_clearly(run, "api_url", "e.g. https://api.piriod.com")
 
 
+# -- 16. a customer without an id in the index ------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["absent", "null", "empty"])
+def test_a_customer_without_an_id_fails_the_index_read_and_nothing_is_written(tmp_path, mode):
+    with HostileServer("missing_id", id=mode) as server:
+        run = run_target(server.url, tmp_path)
+        received = server.received()
+    assert_fails_clearly(run, "page 1 of the listing held a customer without an id")
+    assert [entry for entry in received if entry["method"] != "GET"] == []
+
+
 # -- 17. a prefix the links forget -------------------------------------------------------------
 
 
