@@ -21,7 +21,8 @@ class CustomersSink(BatchSink):
     A bounded batch keeps memory flat and lets STATE advance during long loads; the
     writes inside a batch run concurrently in the Loader, and ``process_batch`` returns
     once the previous batch's writes are written or dead-lettered (this one's are then
-    written while the next batch is read; the target flushes them before any STATE).
+    written while the next batch is read; a STATE after them waits until they are:
+    ``target_piriod.states``).
     """
 
     MAX_SIZE_DEFAULT = 500
