@@ -296,6 +296,7 @@ class KeyLookups:
         else:
             self.logger.info("Reading the index: %s", reason)
         started, sent = time.monotonic(), self.client.requests_sent
+        sent -= 1 if self._listing is not None else 0  # the page read to decide counts too
         customers = self.progress(self._every_customer())
         self.index.add_all(customer for customer in customers if not self._known(customer))
         keys = "id" if self.spec.field == "id" else f"id and {self.spec.label}"
