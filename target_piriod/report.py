@@ -77,6 +77,10 @@ class Summary:
             "seconds": round(self.seconds, 3)}
 
 
+# Line breaks for str.splitlines() that json.dumps leaves unescaped (it escapes the rest).
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 class DeadLetterError(Exception):
     """The dead-letter file cannot be written: rejects would be lost, so the run stops."""
 
@@ -151,13 +155,18 @@ class DeadLetterWriter:
             return True
 
     def _line(self, entry: dict) -> str:
-        """Return the entry as one JSON line: UTF-8 if it can be, else ASCII-escaped."""
+        """Return the entry as one JSON line: UTF-8 if it can be, else ASCII-escaped.
+
+        NEL and the Unicode line and paragraph separators are escaped too: JSON lets
+        them stand in a string, but readers that split lines on them (Python's
+        ``splitlines``) would cut the line in two.
+        """
         line = json.dumps(strict_json(entry), ensure_ascii=False)
         try:
             line.encode("utf-8")
         except UnicodeEncodeError:
             line = json.dumps(strict_json(entry), ensure_ascii=True)
-        return self._redact(line)
+        return self._redact(line.translate(_LINE_BREAKS))
 
     def _failed(self, error: OSError) -> DeadLetterError:
         why = error.strerror or str(error)
