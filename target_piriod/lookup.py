@@ -127,6 +127,8 @@ class KeyLookups:
             key = record_key(record, self.spec) if isinstance(record, dict) else None
             if key is None:
                 continue  # refused by planning: nothing to look up
+            if not sendable(key[1]):
+                continue  # no customer's: planning refuses it (invalid, or not_found)
             if key[0] == "id":
                 ids.add(key[1])
             elif self.spec.field not in FILTERABLE or self.spec.metadata_key:
@@ -134,7 +136,7 @@ class KeyLookups:
             else:
                 spelled = spellings.setdefault(key[1], {key[1]})
                 raw = record.get(self.spec.field)
-                if isinstance(raw, str) and raw:
+                if isinstance(raw, str) and raw and sendable(raw):
                     spelled.add(raw)  # as the records (and customers the run made) spell it
         return ids, spellings, unfilterable
 
@@ -171,6 +173,8 @@ class KeyLookups:
 
     def customer(self, customer_id: str) -> dict | None:
         """Return a customer by id, or None if there is none."""
+        if not sendable(customer_id):
+            return None  # text that is not UTF-8 cannot be in a path: no customer's id
         if self.mode == "lookup" and customer_id not in self._ids and \
                 self.index.get(customer_id) is None:
             self._look_up({customer_id}, {})
@@ -316,3 +320,12 @@ class KeyLookups:
         """Tell whether the index holds this customer already (looked up or written)."""
         customer_id = customer.get("id") if isinstance(customer, dict) else None
         return isinstance(customer_id, str) and self.index.get(customer_id) is not None
+
+
+def sendable(text: str) -> bool:
+    """Tell whether text can go in a request (UTF-8: no lone surrogates from bad bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

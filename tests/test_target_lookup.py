@@ -262,3 +262,15 @@ def test_metadata_keys_have_no_filter_and_read_the_index(sandbox, tmp_path):
     load_batches(loader, [{"metadata": {"erp_id": "ERP-0000001"}, "phone": "+56 2 6"}])
     assert loader.lookups.mode == "index" and loader.summary.updated == 1
     assert requests(sandbox, "GET") == 30
+
+
+@pytest.mark.parametrize("lookups", [True, False], ids=["lookups", "index"])
+def test_an_id_that_is_not_utf8_is_no_customer(sandbox, tmp_path, monkeypatch, lookups):
+    # Bytes that were not UTF-8 reach the target as lone surrogates: no request can carry
+    # them (the GET crashed the run), and no customer has such an id.
+    monkeypatch.setattr(lookup, "LOOKUPS", lookups)
+    loader = make_loader(sandbox, tmp_path)
+    load_batches(loader, [{"id": "\udcffcus", "phone": "+56 2 7"},
+                          {"tax_id": "\udcff76-1", "name": "Bad Bytes SpA"}])
+    assert loader.summary.rejected == 2 and sandbox.stats()["writes"] == 0
+    assert loader.lookups.mode == ("lookup" if lookups else "index")
