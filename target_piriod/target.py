@@ -16,7 +16,7 @@ from typing import Any, ClassVar, NoReturn
 import click
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
@@ -45,6 +45,10 @@ class UnknownStreamError(click.ClickException):
 
 class TooManyRejectsError(click.ClickException):
     """More records were rejected than ``max_rejects`` allows."""
+
+
+class RecordBeforeSchemaError(LoadError, RecordsWithoutSchemaException):
+    """A RECORD for a stream that had no SCHEMA (the SDK's error, without a traceback)."""
 
 
 class TargetPiriod(Target):
@@ -236,7 +240,7 @@ class TargetPiriod(Target):
             return True
         if stream not in self.mapper.stream_maps:
             self._stop_at_bad_line(f"{where}: a RECORD for stream {quote(stream)} before "
-                                   "its SCHEMA")
+                                   "its SCHEMA", RecordBeforeSchemaError)
         if self._dropped_by_maps(stream):
             return False
         if "record" not in message:
@@ -248,7 +252,8 @@ class TargetPiriod(Target):
             return True
         return False
 
-    def _stop_at_bad_line(self, message: str) -> NoReturn:
+    def _stop_at_bad_line(self, message: str,
+                          error: type[LoadError] = LoadError) -> NoReturn:
         """Stop at a line that is not a Singer message, as a failed load stops.
 
         The writes in flight finish (and a STATE they complete is passed on), the
@@ -258,7 +263,7 @@ class TargetPiriod(Target):
         with self._summary_on_failure():
             self.loader.flush()
             self._emit_ready_state()
-            raise LoadError(message)
+            raise error(message)
 
     def _process_schema_message(self, message_dict: dict) -> None:
         """Register a schema; drain a sink it retires at once, so records stay in order.

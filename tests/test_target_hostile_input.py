@@ -116,21 +116,23 @@ def test_bytes_that_are_not_utf8_are_dead_lettered_readably(sandbox, tmp_path, s
         raw_record(r'{"name": "lone \ud800 surrogate", "tax_id": "71.002.000-K"}'),
         # No key: refused for that, its bad bytes only in an attribute never sent.
         b'{"type":"RECORD","stream":"customers","record":{"note":"\xfe\xff"}}',
+        # JSON lets NEL and U+2028 stand in a string; splitlines() would cut the line.
+        record_line({"note": "a\x85b\u2028c\u2029"}),
         record_line(new_customer(1, name="Caf\u00e9 \u200f\u05d0 SpA")),  # fine unicode
         json.dumps(state_message({"done": 1})),
     ]
     run = run_target_lines(sandbox, tmp_path, lines, env=env, match_field="tax_id",
-                           max_rejects=3)
+                           max_rejects=4)
     assert run.returncode == 0, run.stderr[-3000:]
     assert_no_traceback(run)
-    assert (run.count("created"), run.count("rejected")) == (1, 3)
+    assert (run.count("created"), run.count("rejected")) == (1, 4)
     assert posts(sandbox) == 1
     assert run.states == [{"done": 1}]
 
     text = run.dead_letter_path.read_bytes().decode("utf-8")  # the file is UTF-8 proper
     letters = [strict_json(line) for line in text.splitlines()]
-    assert len(letters) == 3
-    latin, lone, keyless = letters
+    assert len(letters) == 4
+    latin, lone, keyless, breaks = letters
     assert latin["reason"] == "invalid" and "UTF-8" in latin["message"]
     assert "name" in latin["message"]
     # Preserved: each undecodable byte is the escape \udcXX (Python's surrogateescape).
@@ -139,6 +141,7 @@ def test_bytes_that_are_not_utf8_are_dead_lettered_readably(sandbox, tmp_path, s
     assert lone["record"]["name"] == "lone \ud800 surrogate"
     assert keyless["reason"] == "missing_key"
     assert keyless["record"]["note"].encode("utf-8", "surrogateescape") == b"\xfe\xff"
+    assert breaks["record"]["note"] == "a\x85b\u2028c\u2029"
     assert by_field(sandbox, "tax_id")[new_customer(1)["tax_id"]]["name"] == \
         "Caf\u00e9 \u200f\u05d0 SpA"
 
