@@ -184,7 +184,7 @@ class KeyLookups:
 
     def customers_with(self, value: str) -> list[dict]:
         """Return the customers whose match key is ``value``."""
-        if self.mode == "lookup" and value not in self._values:
+        if self.mode == "lookup" and value not in self._values and sendable(value):
             self._look_up(set(), {value: {value}})
         if self.mode != "lookup":
             self._use_index("planning asked before a batch was prepared")
