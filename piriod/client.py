@@ -302,9 +302,13 @@ def customer_path(customer_id: str) -> str:
     leave ``/customers/``.
     """
     text = str(customer_id)
+    refused = InvalidIdError(f"{excerpt(text, 60)!r} cannot be a Piriod customer id")
     if not text.strip() or text in (".", "..") or any(ord(char) < 0x20 for char in text):
-        raise InvalidIdError(f"{excerpt(text, 60)!r} cannot be a Piriod customer id")
-    return f"{CUSTOMERS_PATH}{quote(text, safe='')}/"
+        raise refused
+    try:
+        return f"{CUSTOMERS_PATH}{quote(text, safe='')}/"
+    except UnicodeEncodeError:  # lone surrogates: bytes of the input that were not UTF-8
+        raise refused from None
 
 
 def _check_ids(page: Page) -> None:

@@ -133,3 +133,12 @@ def test_an_abandoned_read_stops_fetching():
     pages.close()
     asked = len(script.asked)
     assert asked <= 2 + 4 * 2 + 4  # the window, no more
+
+
+@pytest.mark.parametrize("bad", ["", " ", ".", "..", "a\nb", "ab\udcffc"])
+def test_an_id_that_cannot_be_one_path_segment_is_refused(bad):
+    from piriod.client import InvalidIdError, customer_path
+
+    with pytest.raises(InvalidIdError):
+        customer_path(bad)
+    assert customer_path("../invoices/inv1") == "/customers/..%2Finvoices%2Finv1/"
