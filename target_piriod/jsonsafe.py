@@ -27,6 +27,14 @@ def shorten(text: str, limit: int = MESSAGE_CHARS) -> str:
     return f"{text[:limit]}… ({len(text)} characters)"
 
 
+def abridge(text: str, limit: int = 2 * MESSAGE_CHARS) -> str:
+    """Return ``text`` cut in the middle when longer than ``limit`` (an error's end says why)."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}…({len(text) - 2 * half} characters)…{text[-half:]}"
+
+
 def shorten_values(value: Any, limit: int = MESSAGE_CHARS) -> Any:
     """Return a JSON value with every string (and key) in it shortened."""
     if isinstance(value, str):

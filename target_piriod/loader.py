@@ -44,6 +44,7 @@ from piriod.client import PiriodClient
 from piriod.errors import AuthError, PiriodError, StoppedError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.index import CustomerIndex
+from target_piriod.jsonsafe import abridge
 from target_piriod.keys import Key, KeySpec
 from target_piriod.lookup import KeyLookups
 from target_piriod.plan import MODES, Action, Planner
@@ -184,7 +185,7 @@ class Loader:
             fatal = error
             self.writes.close()  # the rest are recorded (counted, no longer dead-lettered)
         if fatal is not None:
-            self.logger.error("A write failed: %s", self.client.redact(str(fatal)))
+            self.logger.error("A write failed: %s", abridge(self.client.redact(str(fatal))))
         self.client.close()
         if self.plan_file is not None:
             self.plan_file.close(planned=self.summary.records > 0)
@@ -217,8 +218,8 @@ class Loader:
             raise LoadError(self.client.redact(
                 f"Piriod refused the credentials ({error}); check auth_token and api_url"),
             ) from error
-        except PiriodError as error:
-            raise LoadError(self.client.redact(str(error))) from error
+        except PiriodError as error:  # a value in it (an id in a path) may be megabytes
+            raise LoadError(abridge(self.client.redact(str(error)))) from error
         except DeadLetterError as error:
             raise LoadError(str(error)) from error
 

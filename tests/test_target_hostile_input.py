@@ -301,3 +301,17 @@ def test_a_huge_value_is_kept_once_in_the_dead_letter_and_cut_in_messages(sandbo
     assert len(named["message"]) < 1000 and len(json.dumps(named["error"])) < 1000
     assert keyed["record"]["tax_id"] == "T" * 1_000_000
     assert len(keyed["key"]["value"]) < 1000 and len(keyed["message"]) < 1000
+
+
+def test_a_huge_id_is_not_repeated_whole_in_the_error(sandbox, tmp_path):
+    # GET /customers/<200 KB>/ is answered 414 (piriod/client.py sends it; it could call
+    # such an id no customer's, as it does ".."): the run stops, its message abridged.
+    records = [{"id": "I" * 200_000, "name": "Huge id"}, new_customer(1)]
+    messages = [schema_message(), *map(record_message, records), state_message({"n": 2})]
+    run = run_target(sandbox, tmp_path, messages, match_field="tax_id", max_rejects=1)
+    assert_no_traceback(run)
+    assert max(len(line) for line in run.stderr.splitlines()) < 2000
+    if run.returncode:
+        assert "answered 414" in run.stderr and "characters)" in run.stderr
+    else:
+        assert run.rejects[0]["reason"] == "not_found"
