@@ -46,10 +46,15 @@ class InputReader(SimpleSingerReader):
 
     @property
     def default_input(self) -> IO[str]:  # type: ignore[override]
-        """Return standard input, reading bytes that are not UTF-8 as surrogate escapes."""
+        """Return standard input, read as UTF-8 whatever the locale says.
+
+        JSON is UTF-8; bytes that are not are read as surrogate escapes (U+DC80..U+DCFF).
+        """
         stdin = sys.stdin
-        if isinstance(stdin, io.TextIOWrapper) and stdin.errors != "surrogateescape":
-            stdin.reconfigure(errors="surrogateescape")
+        if isinstance(stdin, io.TextIOWrapper) and (
+                stdin.encoding.lower().replace("-", "") != "utf8"
+                or stdin.errors != "surrogateescape"):
+            stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
         return stdin
 
     def deserialize_json(self, line: str) -> dict:

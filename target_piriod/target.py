@@ -184,8 +184,15 @@ class TargetPiriod(Target):
 
     @classmethod
     def get_singer_command(cls) -> click.Command:
-        """Add ``--test`` (the SDK has it for taps only) to the SDK's command line."""
+        """Add ``--test`` (the SDK has it for taps only) to the SDK's command line.
+
+        ``--input`` is read as standard input is (``InputReader.default_input``): UTF-8,
+        bytes that are not UTF-8 kept as surrogate escapes for their record's dead letter.
+        """
         command = super().get_singer_command()
+        for param in command.params:
+            if param.name == "file_input":
+                param.type = click.File("r", encoding="utf-8", errors="surrogateescape")
         command.params.append(click.Option(
             ["--test"], is_flag=True, expose_value=False, callback=cls.cb_test,
             help="Check auth_token and api_url with one read of the API and exit (1 with "

@@ -129,12 +129,19 @@ def by_field(sandbox: SandboxProcess, field_name: str) -> dict[str, dict]:
 
 def run_target_lines(sandbox: SandboxProcess, tmp_path: Path, lines: list[str | bytes],
                      timeout: float = 120, env: dict[str, str] | None = None,
-                     **config: object) -> TargetRun:
-    """Run the target on raw input lines (bytes kept as they are: not JSON, not UTF-8...)."""
+                     input_file: bool = False, **config: object) -> TargetRun:
+    """Run the target on raw input lines (bytes kept as they are: not JSON, not UTF-8...).
+
+    On standard input, or with ``input_file`` from a file named by ``--input``.
+    """
     full = target_config(sandbox, tmp_path, **config)
     command = [*TARGET, "--config", str(write_config(tmp_path, full))]
     data = b"".join((line if isinstance(line, bytes) else line.encode("utf-8")) + b"\n"
                     for line in lines)
+    if input_file:
+        (tmp_path / "input.singer").write_bytes(data)
+        command += ["--input", str(tmp_path / "input.singer")]
+        data = b""
     done = subprocess.run(command, input=data, capture_output=True, timeout=timeout,
                           check=False, env=env)
     stdout = done.stdout.decode("utf-8", errors="replace")

@@ -103,11 +103,13 @@ def test_fractional_numbers_in_metadata_are_loaded(sandbox, tmp_path):
 
 # -- item 4: bytes that are not UTF-8 ----------------------------------------------------------
 
-@pytest.mark.parametrize("stdin_errors", ["default", "strict"])
-def test_bytes_that_are_not_utf8_are_dead_lettered_readably(sandbox, tmp_path, stdin_errors):
+@pytest.mark.parametrize("source", ["stdin", "strict_stdin", "latin1_stdin", "input_file"])
+def test_bytes_that_are_not_utf8_are_dead_lettered_readably(sandbox, tmp_path, source):
     env = dict(os.environ)
-    if stdin_errors == "strict":  # as under a UTF-8 locale: stdin refuses bad bytes
+    if source == "strict_stdin":  # as under a UTF-8 locale: stdin refuses bad bytes
         env["PYTHONIOENCODING"] = "utf-8:strict"
+    if source == "latin1_stdin":  # as under a Latin-1 locale: UTF-8 would read as mojibake
+        env["PYTHONIOENCODING"] = "latin-1"
     latin1 = b'{"type":"RECORD","stream":"customers","record":' \
              b'{"name":"Caf\xe9 \xff","tax_id":"71.001.000-K"}}'
     lines: list[str | bytes] = [
@@ -122,7 +124,7 @@ def test_bytes_that_are_not_utf8_are_dead_lettered_readably(sandbox, tmp_path, s
         json.dumps(state_message({"done": 1})),
     ]
     run = run_target_lines(sandbox, tmp_path, lines, env=env, match_field="tax_id",
-                           max_rejects=4)
+                           max_rejects=4, input_file=source == "input_file")
     assert run.returncode == 0, run.stderr[-3000:]
     assert_no_traceback(run)
     assert (run.count("created"), run.count("rejected")) == (1, 4)
