@@ -14,10 +14,19 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import math
 from typing import Any
 
 MESSAGE_CHARS = 300  # a value quoted in a message or a log line is cut to about this
+MAX_DEPTH = 64  # a value nested deeper is refused (recursion would crash the run)
+
+
+class TooDeep:
+    """What stands for a value nested deeper than ``MAX_DEPTH`` in a payload (refused)."""
+
+    def __repr__(self) -> str:
+        return f"<nested more than {MAX_DEPTH} levels deep>"
 
 
 def shorten(text: str, limit: int = MESSAGE_CHARS) -> str:
@@ -100,6 +109,8 @@ def _problems(value: Any, path: str) -> Any:
     elif isinstance(value, list | tuple):
         for number, item in enumerate(value):
             yield from _problems(item, f"{path}.{number}" if path else str(number))
+    elif isinstance(value, TooDeep):
+        yield f"{where}: nested more than {MAX_DEPTH} levels deep"
     elif not (value is None or isinstance(value, bool | int)):
         yield f"{where}: a {type(value).__name__} is not a JSON value"
 
@@ -154,3 +165,40 @@ def _spelling(number: float | decimal.Decimal) -> str:
     if isinstance(number, decimal.Decimal) and number.is_finite():
         return str(number)  # beyond a double: its digits
     return "Infinity" if number > 0 else "-Infinity"
+
+
+class _Text(str):
+    """JSON text ready to be written as it is (``dumps_deep``)."""
+
+
+def dumps_deep(value: Any) -> str:
+    """Return ``value`` as ASCII JSON text (as ``strict_json`` holds it), without recursion.
+
+    For what ``json.dumps`` cannot encode because it is nested too deeply: a dead letter
+    still holds such a record whole.
+    """
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif isinstance(item, dict):
+            out.append("{")
+            stack.append(_Text("}"))
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):  # pushed last first
+                key, inner = entries[index]
+                stack += [inner, _Text(json.dumps(str(key)) + ": ")]
+                if index:
+                    stack.append(_Text(", "))
+        elif isinstance(item, list | tuple):
+            out.append("[")
+            stack.append(_Text("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Text(", "))
+        else:
+            out.append(json.dumps(strict_json(item)))
+    return "".join(out)

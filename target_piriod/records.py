@@ -20,7 +20,7 @@ import jsonschema
 
 from piriod.schema import load_customers_schema
 from target_piriod.diff import CODE_FIELDS, write_shape
-from target_piriod.jsonsafe import json_problems, shorten
+from target_piriod.jsonsafe import MAX_DEPTH, TooDeep, json_problems, shorten
 
 
 @cache
@@ -126,23 +126,26 @@ def _compile_property(rules: dict, checker: jsonschema.FormatChecker,
 
 def to_payload(record: dict) -> dict:
     """Return the record's writable attributes in write shape, JSON-ready."""
-    return {name: _json_ready(value) for name, value in write_shape(record).items()}
+    return {name: _json_ready(value, 1) for name, value in write_shape(record).items()}
 
 
-def _json_ready(value: Any) -> Any:
+def _json_ready(value: Any, depth: int) -> Any:
     """Make a record's value what the API takes and gives back.
 
     Dates a tap's schema made the SDK parse become ISO strings again; numbers the SDK
     read as Decimal become floats, as the API's are read back (a re-run compares equal),
     except one beyond a double's range, which stays a Decimal that validation refuses.
+    Below ``MAX_DEPTH`` levels a ``TooDeep`` stands for the rest (refused as well).
     """
+    if depth > MAX_DEPTH:
+        return TooDeep()
     if isinstance(value, datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         number = float(value) if value.is_finite() else math.nan
         return number if math.isfinite(number) else value
     if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
+        return {key: _json_ready(item, depth + 1) for key, item in value.items()}
     if isinstance(value, list):
-        return [_json_ready(item) for item in value]
+        return [_json_ready(item, depth + 1) for item in value]
     return value

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from target_piriod.jsonsafe import shorten, shorten_values, strict_json
+from target_piriod.jsonsafe import dumps_deep, shorten, shorten_values, strict_json
 from target_piriod.keys import Key
 
 PROGRESS_EVERY_SECONDS = 10.0  # a long load says how it is going this often
@@ -161,11 +161,13 @@ class DeadLetterWriter:
         them stand in a string, but readers that split lines on them (Python's
         ``splitlines``) would cut the line in two.
         """
-        line = json.dumps(strict_json(entry), ensure_ascii=False)
         try:
+            line = json.dumps(strict_json(entry), ensure_ascii=False)
             line.encode("utf-8")
         except UnicodeEncodeError:
             line = json.dumps(strict_json(entry), ensure_ascii=True)
+        except RecursionError:  # a record nested deeper than Python recurses
+            line = dumps_deep(entry)
         return self._redact(line.translate(_LINE_BREAKS))
 
     def _failed(self, error: OSError) -> DeadLetterError:

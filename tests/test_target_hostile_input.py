@@ -187,6 +187,22 @@ def test_default_max_rejects_fails_a_run_with_a_record_that_is_not_an_object(san
     assert "1 record(s) rejected" in run.stderr and run.count("created") == 1
 
 
+def test_a_record_nested_too_deeply_is_rejected_and_kept_whole(sandbox, tmp_path):
+    # Nested 900 levels (JSON parses it): preparing the payload recursed past Python's
+    # limit and the run died with RecursionError; writing its dead letter would too.
+    deep = "[" * 900 + "]" * 900
+    lines = [SCHEMA, raw_record('{"name": "Deep SpA", "tax_id": "71.001.000-K", '
+                                '"metadata": {"x": ' + deep + "}}"),
+             record_line(new_customer(1)), json.dumps(state_message({"done": 1}))]
+    run = run_target_lines(sandbox, tmp_path, lines, match_field="tax_id", max_rejects=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert_no_traceback(run)
+    assert (run.count("created"), run.count("rejected")) == (1, 1)
+    [letter] = run.rejects
+    assert letter["reason"] == "invalid" and "nested more than 64 levels" in letter["message"]
+    assert json.dumps(letter["record"]["metadata"]["x"]).replace(" ", "") == deep
+
+
 # -- item 6: lines that are not Singer messages -----------------------------------------------
 
 def test_a_line_that_is_not_json_stops_the_run_after_the_writes_in_flight(sandbox, tmp_path):
@@ -215,6 +231,7 @@ def test_a_line_that_is_not_json_stops_the_run_after_the_writes_in_flight(sandbo
     ('{"type": "RECORD", "stream": "orders", "record": {}}',
      "line 3: a RECORD for stream 'orders' before its SCHEMA"),
     ("", "line 3 is not JSON"),
+    ("[" * 5000 + "]" * 5000, "line 3 is not JSON this reader can read (nested too deeply)"),
 ])
 def test_a_line_that_is_not_a_singer_message_is_a_clear_error(sandbox, tmp_path, line, phrase):
     lines = [SCHEMA, record_line(new_customer(1)), line, record_line(new_customer(2))]
