@@ -19,6 +19,11 @@ fastest is reported with the spread; the sequential baseline, bound by latency, 
 ``--state-every N`` makes the target's inputs carry a STATE message after every N
 records (as a tap that checkpoints often does), not only at the end.
 
+``--ab TREE_A TREE_B`` runs only the new load, with the targets of two trees (e.g. two
+commits' ``git archive``) alternately, run by run, ``--repeat`` times each, on fresh
+sandboxes of this checkout: alternating cancels most of a shared machine's drift, which
+best-of-N runs of one tree after the other's do not.
+
 ``--index-rss N`` measures instead the index's memory: the peak RSS of target-piriod
 loading one record into an N-customer sandbox (no latency), against the same run with an
 empty sandbox (start-up alone).
@@ -27,6 +32,7 @@ empty sandbox (start-up alone).
                                       [--repeat 3] [--state-every 100]
     python benchmarks/bench_target.py --index-rss 100000
     python benchmarks/bench_target.py --tree /tmp/old ...   # an older commit's target
+    python benchmarks/bench_target.py --ab /tmp/old /tmp/new --repeat 8 --state-every 100
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import json
 import os
 import random
 import re
+import statistics
 import sys
 import tempfile
 from collections import Counter
@@ -218,6 +225,29 @@ def bench_index_rss(customers: int, work: Path) -> dict:
     return result
 
 
+def bench_ab(trees: list[str], count: int, latency_ms: float, work: Path,
+             repeat: int) -> dict:
+    """The new load with two trees' targets alternately, run by run, on fresh sandboxes."""
+    print(f"\n== target A/B: {count:,} new customers, {latency_ms:g} ms latency, "
+          f"{repeat} runs each ==", flush=True)
+    singer, _ = write_inputs(work, "new", payloads(count))
+    walls: dict[str, list[float]] = {tree: [] for tree in trees}
+    for _ in range(repeat):
+        for tree in trees:
+            os.environ["PYTHONPATH"] = str(ROOT)  # the sandbox: this checkout's, for both
+            with SandboxProcess(0, "--latency-ms", str(latency_ms)) as sandbox:
+                config = target_config(work, sandbox)
+                os.environ["PYTHONPATH"] = str(Path(tree).resolve())
+                run = run_target(f"{tree}: new", work, sandbox, config, singer)
+            walls[tree].append(round(run.wall, 3))
+    for tree, runs in walls.items():
+        print(f"  {tree}: median {statistics.median(runs):.2f} s, best {min(runs):.2f} s, "
+              f"runs {runs}", flush=True)
+    return {"count": count, "latency_ms": latency_ms, "state_every": STATE_EVERY,
+            "walls": walls, "median": {tree: statistics.median(runs)
+                                       for tree, runs in walls.items()}}
+
+
 def report(latency: dict, limited: dict | None) -> str:
     count = latency["count"]
     base_rate = latency["baseline_new"]["writes"] / latency["baseline_new"]["wall"]
@@ -282,6 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="runs of the target per measurement (the fastest is reported)")
     parser.add_argument("--state-every", type=int, metavar="N", default=0,
                         help="a STATE message after every N records of the target's inputs")
+    parser.add_argument("--ab", nargs=2, metavar=("TREE_A", "TREE_B"),
+                        help="only the new load, two trees' targets alternately")
     parser.add_argument("--index-rss", type=int, metavar="N", default=0,
                         help="only measure the index's peak RSS with N customers")
     parser.add_argument("--tree", help="benchmark the target_piriod (and piriod_sandbox) "
@@ -291,8 +323,14 @@ def main(argv: list[str] | None = None) -> dict:
     STATE_EVERY = args.state_every
     if args.tree:  # as bench_tap.py --tree: children import the tree's packages
         os.environ["PYTHONPATH"] = str(Path(args.tree).resolve())
+    if args.ab:
+        args.ab = [str(Path(tree).resolve()) for tree in args.ab]
+    if args.tree or args.ab:  # not this directory's packages through `python -m`
         os.chdir(tempfile.gettempdir())
     with tempfile.TemporaryDirectory(prefix="bench-target-") as tmp:
+        if args.ab:
+            return {"ab": bench_ab(args.ab, args.count, args.latency_ms, Path(tmp),
+                                   args.repeat)}
         if args.index_rss:
             return {"index_rss": bench_index_rss(args.index_rss, Path(tmp))}
         latency = bench_latency(args.count, args.latency_ms, Path(tmp), args.repeat)
