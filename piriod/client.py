@@ -56,6 +56,7 @@ from piriod.transport import Reply, Transport
 CUSTOMERS_PATH = "/customers/"
 PAGE_SIZE = 100
 MAX_REDIRECTS = 5
+MAX_ID_LENGTH = 200  # Piriod's ids are a dozen characters; a longer one is no customer's
 _REDIRECTS = {301, 302, 303, 307, 308}
 
 
@@ -303,7 +304,8 @@ def customer_path(customer_id: str) -> str:
     """
     text = str(customer_id)
     refused = InvalidIdError(f"{excerpt(text, 60)!r} cannot be a Piriod customer id")
-    if not text.strip() or text in (".", "..") or any(ord(char) < 0x20 for char in text):
+    if not text.strip() or text in (".", "..") or len(text) > MAX_ID_LENGTH or \
+            any(ord(char) < 0x20 for char in text):
         raise refused
     try:
         return f"{CUSTOMERS_PATH}{quote(text, safe='')}/"

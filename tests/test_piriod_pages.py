@@ -135,7 +135,7 @@ def test_an_abandoned_read_stops_fetching():
     assert asked <= 2 + 4 * 2 + 4  # the window, no more
 
 
-@pytest.mark.parametrize("bad", ["", " ", ".", "..", "a\nb", "ab\udcffc"])
+@pytest.mark.parametrize("bad", ["", " ", ".", "..", "a\nb", "ab\udcffc", "x" * 201])
 def test_an_id_that_cannot_be_one_path_segment_is_refused(bad):
     from piriod.client import InvalidIdError, customer_path
 
