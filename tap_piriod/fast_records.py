@@ -8,8 +8,8 @@ a test rather than a customer's sync.
 The SDK's record conformance is compiled once per schema instead of re-read per value.
 
 ``singer_sdk.helpers._typing.conform_record_data_types`` (RECURSIVE level) walks the
-schema for every value of every record: ~40 µs per customer, the largest single cost of
-the tap. :class:`RecordConformer` does the same walk with the schema questions
+schema for every value of every record, once the largest single cost of the tap.
+:class:`RecordConformer` does the same walk with the schema questions
 (``is_uniform_list``, ``is_object_type``, ``_is_exclusive_boolean_type``...) answered
 once, when it is built. It gives the same result:
 

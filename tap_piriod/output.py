@@ -1,11 +1,11 @@
 r"""Fast Singer output: the SDK's messages, encoded by orjson and written in one go per page.
 
-The SDK's writer encodes each message with simplejson (~25 µs for a customer) and flushes
-stdout after every message (a system call per record). This writer produces the same
-messages with the same values:
+The SDK's writer encodes each message with simplejson and flushes stdout after every
+message (a system call per record). This writer produces the same messages with the same
+values:
 
-* orjson encodes them (~2 µs). Decimals (amounts, read from the API as Decimal) are
-  written with ``str()``, exactly as simplejson's ``use_decimal`` does; NaN and infinities
+* orjson encodes them, an order of magnitude faster. Decimals (amounts, read from the
+  API as Decimal) are written with ``str()``, exactly as simplejson's ``use_decimal`` does; NaN and infinities
   become ``null`` (simplejson's ``ignore_nan``); datetimes use ``isoformat("T")``.
   Anything orjson would render differently, or cannot render (an integer beyond 64
   bits, a subclass of a built-in type, a non-string key...), makes that one message fall
