@@ -5,8 +5,9 @@ message (a system call per record). This writer produces the same messages with 
 values:
 
 * orjson encodes them, an order of magnitude faster. Decimals (amounts, read from the
-  API as Decimal) are written with ``str()``, exactly as simplejson's ``use_decimal`` does; NaN and infinities
-  become ``null`` (simplejson's ``ignore_nan``); datetimes use ``isoformat("T")``.
+  API as Decimal) are written with ``str()``, exactly as simplejson's ``use_decimal``
+  does; NaN and infinities become ``null`` (simplejson's ``ignore_nan``); datetimes
+  use ``isoformat("T")``.
   Anything orjson would render differently, or cannot render (an integer beyond 64
   bits, a subclass of a built-in type, a non-string key...), makes that one message fall
   back to the SDK's own encoder. The one visible difference: non-ASCII text is written as
