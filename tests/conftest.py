@@ -24,3 +24,12 @@ def sandbox(sandbox_server: SandboxProcess) -> SandboxProcess:
     sandbox_server.set_faults()
     sandbox_server.reset(SEED)
     return sandbox_server
+
+
+@pytest.fixture(params=[1, 8], ids=["1-worker", "8-workers"])
+def tap_workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run a tap test with pages read one at a time, then eight at a time."""
+    import tap_helpers
+
+    monkeypatch.setitem(tap_helpers.WORKERS, "max_workers", request.param)
+    return request.param

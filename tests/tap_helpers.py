@@ -43,8 +43,14 @@ class TapRun:
         return self.states[-1]["bookmarks"]["customers"]["replication_key_value"]
 
 
+# The tap's max_workers in these tests; the `tap_workers` fixture (conftest.py) runs the
+# correctness tests once with 1 (one page at a time) and once with 8 (pages read ahead).
+WORKERS = {"max_workers": 4}
+
+
 def tap_config(sandbox: SandboxProcess, **overrides: object) -> dict:
-    return {"auth_token": sandbox.token, "api_url": sandbox.url, "max_retries": 3, **overrides}
+    return {"auth_token": sandbox.token, "api_url": sandbox.url, "max_retries": 3, **WORKERS,
+            **overrides}
 
 
 def write_json(tmp_path: Path, name: str, value: object) -> str:

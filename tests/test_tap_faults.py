@@ -12,6 +12,9 @@ from tap_helpers import TAP, run_tap, tap_config, write_json
 from piriod_sandbox import SandboxProcess
 from tap_piriod.tap import TapPiriod
 
+# Correct with pages read one at a time and eight at a time.
+pytestmark = pytest.mark.usefixtures("tap_workers")
+
 SECRET = "tok-s3cr3t-do-not-print-4f9a"
 
 

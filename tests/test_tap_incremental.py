@@ -9,6 +9,9 @@ from tap_helpers import instant, run_tap
 
 from piriod_sandbox import SandboxProcess
 
+# Correct with pages read one at a time and eight at a time.
+pytestmark = pytest.mark.usefixtures("tap_workers")
+
 
 def newest_instant(customers: list[dict]) -> object:
     return max(instant(c["updated"]) for c in customers)

@@ -6,7 +6,11 @@ import json
 import signal
 import subprocess
 
+import pytest
 from tap_helpers import TAP, run_tap, tap_config, write_json
+
+# Correct with pages read one at a time and eight at a time.
+pytestmark = pytest.mark.usefixtures("tap_workers")
 
 
 def run_until_killed(sandbox, tmp_path, state: dict | None, kill_after: int) -> tuple[set, dict]:
