@@ -168,7 +168,10 @@ class PiriodClient:
     # -- the retry loop ------------------------------------------------------------------
 
     def _list_page(self, query: dict[str, Any], number: int) -> Page:
-        answer = self._call("GET", CUSTOMERS_PATH, params=query)
+        try:
+            answer = self._call("GET", CUSTOMERS_PATH, params=query)
+        except RetriesExhaustedError as error:  # say which page: the run stops on it
+            raise RetriesExhaustedError(f"page {number} of the listing: {error}") from None
         page = Page(number, answer.payload, answer.headers, answer.elapsed)
         _check_ids(page)
         return page

@@ -132,7 +132,7 @@ def test_a_full_table_read_that_fails_halfway_activates_nothing(sandbox, tmp_pat
     assert run.returncode != 0
     assert run.ids, "the run read some pages before failing"
     assert "ACTIVATE_VERSION" not in {m["type"] for m in run.messages}
-    assert "still failing after 2 attempts" in run.stderr
+    assert "page 3 of the listing: GET /customers/ still failing after 2 attempts" in run.stderr
 
 
 def test_activate_version_can_be_turned_off(sandbox, tmp_path):
