@@ -80,13 +80,24 @@ def creation_body(payload: dict) -> dict:
 
 
 def changes_for(current: dict, payload: dict) -> dict:
-    """Return only the attributes whose values differ from the customer's (the PATCH body)."""
+    """Return only the attributes whose values differ from the customer's (the PATCH body).
+
+    Text that differs only by surrounding whitespace is the same value: a Django REST
+    Framework API trims what it stores (``CharField(trim_whitespace=True)``), so sending a
+    warehouse's padded ``" 76.000.001-6 "`` would patch the customer on every run.
+    """
     changes = {}
     for name, value in payload.items():
         if name == "metadata":
             merged = merge_metadata(current.get("metadata"), value)
             if merged != (current.get("metadata") or {}):
                 changes[name] = merged
-        elif current.get(name) != value:
+        elif not _same_value(current.get(name), value):
             changes[name] = value
     return changes
+
+
+def _same_value(stored: object, incoming: object) -> bool:
+    if isinstance(stored, str) and isinstance(incoming, str):
+        return stored.strip() == incoming.strip()
+    return stored == incoming
