@@ -12,17 +12,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
 
 import pytest
 from hostile_server import HostileServer
+from local_http import serving
 from target_helpers import TARGET, TargetRun, messages_for, new_customer, write_config
 
 from piriod.client import PiriodClient
@@ -146,17 +146,11 @@ class _SeeOtherByName(BaseHTTPRequestHandler):
 def test_a_303_to_the_same_server_under_another_name_is_not_followed():
     """The client the target writes with, in this process: an origin is its host name too."""
     _SeeOtherByName.seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SeeOtherByName)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = PiriodClient(f"http://127.0.0.1:{server.server_address[1]}", TOKEN)
+    with serving(_SeeOtherByName) as url:
+        client = PiriodClient(url, TOKEN)
         with pytest.raises(RedirectError, match="answered 303 redirecting to 'http://localhost"):
             client.create_customer({"name": "X"})
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert _SeeOtherByName.seen == [("POST", f"127.0.0.1:{server.server_address[1]}")]
+    assert _SeeOtherByName.seen == [("POST", url.removeprefix("http://"))]
 
 
 @pytest.mark.parametrize("status", [301, 302, 307])
@@ -291,12 +285,8 @@ class _EchoWrites(BaseHTTPRequestHandler):
 @pytest.fixture(params=[False, True], ids=["json", "html"])
 def echo_writes(request) -> Iterator[str]:
     handler = type("Handler", (_EchoWrites,), {"html": request.param})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("token", [TOKEN, ODD_TOKEN])
