@@ -149,16 +149,14 @@ class CustomersStream(FastRecordMessages, Stream):
             return
         start = self.get_starting_timestamp(context)
         self._bookmark = self.stream_state.get("replication_key_value")
-        lookback = float(self.config.get("lookback_window") or 0)
         if start is not None:
-            since = utc_text(start)
-            if self._bookmark and lookback:
-                since = utc_text(parse_instant(since) - timedelta(seconds=lookback))
-            self._since = since
+            self._since = self._less_lookback(utc_text(start)) if self._bookmark \
+                else utc_text(start)
         self._delivered = DeliveredSet(self.stream_state.get(STATE_KEY), self.logger)
-        if self._bookmark and lookback:
+        if self._bookmark and self._lookback:
             self.logger.info("Reading customers updated at or after %s (the bookmark %s less "
-                             "the %g s lookback window)", self._since, self._bookmark, lookback)
+                             "the %g s lookback window)", self._since, self._bookmark,
+                             self._lookback)
         else:
             self.logger.info("Reading customers updated at or after %s",
                              self._since or "the start")
@@ -175,12 +173,16 @@ class CustomersStream(FastRecordMessages, Stream):
     def _next_window_floor(self) -> str:
         """Return the start of the next run's window, as far as this run can know it."""
         candidates = [value for value in (self._newest, self._signpost) if value]
-        bookmark = max([min(candidates)] if candidates else [], default="")
-        bookmark = max(bookmark, self._bookmark or "")
-        if not bookmark:
-            return ""
-        lookback = float(self.config.get("lookback_window") or 0)
-        return utc_text(parse_instant(bookmark) - timedelta(seconds=lookback))
+        bookmark = max(min(candidates, default=""), self._bookmark or "")
+        return self._less_lookback(bookmark) if bookmark else ""
+
+    @property
+    def _lookback(self) -> float:
+        return float(self.config.get("lookback_window") or 0)
+
+    def _less_lookback(self, instant: str) -> str:
+        """Return the UTC text of ``lookback_window`` seconds before ``instant``."""
+        return utc_text(parse_instant(instant) - timedelta(seconds=self._lookback))
 
     @property
     def emit_activate_version_messages(self) -> bool:
@@ -240,11 +242,11 @@ class CustomersStream(FastRecordMessages, Stream):
                                                                               updated):
             self._progress["delivered"] += 1
             return None
-        if updated > self._newest:
-            self._newest = updated
-            if self._delivered is not None and self._progress["emitted"] % 1000 == 0:
-                self._delivered.raise_floor(self._next_window_floor())
+        self._newest = max(self._newest, updated)
         self._progress["emitted"] += 1
+        if self._delivered is not None and self._progress["emitted"] % 1000 == 0:
+            # The window can only move up: what is below it now needs no remembering.
+            self._delivered.raise_floor(self._next_window_floor())
         if time.monotonic() - self._last_report >= PROGRESS_EVERY_SECONDS:
             self._report_progress()
         return row
