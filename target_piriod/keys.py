@@ -16,6 +16,8 @@ from piriod.schema import writable_attributes
 
 # Attributes that cannot identify a customer: objects, or the free tax_settings string.
 UNMATCHABLE = {"country", "state", "metadata", "tax_settings"}
+# List filters the sandbox (and, undocumented, the real API) may honour; always verified.
+FILTERABLE = {"tax_id", "email"}
 
 Key = tuple[str, str]  # (label, normalised value): ("id", "x1"), ("metadata.erp_id", "E-1")
 

@@ -64,8 +64,7 @@ from piriod.errors import ParametersRefusedError
 from piriod.pages import Page
 from target_piriod.diff import customer_shape
 from target_piriod.index import CustomerIndex
-from target_piriod.keys import KeySpec, record_key
-from target_piriod.write import FILTERABLE
+from target_piriod.keys import FILTERABLE, KeySpec, record_key
 
 LOOKUPS = True  # False: every run reads the index (tests compare the two paths)
 

@@ -33,12 +33,9 @@ from piriod.errors import (
     StoppedError,
 )
 from target_piriod.diff import changes_for, creation_body, customer_shape
-from target_piriod.keys import Key, KeySpec
+from target_piriod.keys import FILTERABLE, Key, KeySpec
 from target_piriod.plan import Action
 from target_piriod.report import Rejection
-
-# List filters the sandbox (and, undocumented, the real API) may honour; always verified.
-FILTERABLE = {"tax_id", "email"}
 
 Outcome = dict | Rejection  # the customer as the API returned it, or why it was refused
 Recorder = Callable[[Action, Outcome], None]
