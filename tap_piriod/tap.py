@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -123,18 +123,17 @@ class TapPiriod(Tap):
         the middle of a line of output if need be. Here the first signal only asks the
         stream to stop once the page being written is whole (waits and retries give up
         at once); a second one exits at once. Either way the bookmark does not move: it
-        only moves at the end of a complete read.
+        only moves at the end of a complete read. The handler writes its line to file
+        descriptor 2 directly: ``sys.stderr``'s buffer may be held by the very code the
+        signal interrupted (a log line), and writing to it again would raise there.
         """
         name = signal.Signals(signum).name
         if self.stop_signal is not None:
-            sys.stderr.write(f"{NAME}: second {name}: exiting now; the bookmark did not "
-                             "move\n")
-            sys.stderr.flush()
+            _say(f"{NAME}: second {name}: exiting now; the bookmark did not move\n")
             os._exit(128 + signum)
         self.stop_signal = signum
-        sys.stderr.write(f"{NAME}: {name} received: stopping after the page being written; "
-                         "the bookmark will not move\n")
-        sys.stderr.flush()
+        _say(f"{NAME}: {name} received: stopping after the page being written; the "
+             "bookmark will not move\n")
         for client in self._clients:
             client.stop()
 
@@ -146,6 +145,12 @@ class TapPiriod(Tap):
     def discover_streams(self) -> list[CustomersStream]:
         """Return the tap's streams."""
         return [CustomersStream(self)]
+
+
+def _say(text: str) -> None:
+    """Write to stderr's file descriptor, bypassing the buffer a signal may interrupt."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode("utf-8", errors="replace"))
 
 
 class Interrupted(click.ClickException):
