@@ -148,11 +148,6 @@ class PiriodClient:
         """Make waits and retries give up (a signal): requests in flight still finish."""
         self._stopping.set()
 
-    @property
-    def stopping(self) -> bool:
-        """Tell whether ``stop()`` was called."""
-        return self._stopping.is_set()
-
     def backoff(self, attempt: int) -> None:
         """Sleep the policy's backoff before retry number ``attempt`` (0-based)."""
         self._sleep(backoff_seconds(attempt), "retrying")
