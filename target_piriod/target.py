@@ -238,26 +238,30 @@ class TargetPiriod(Target):
         RECORD for a stream that had no SCHEMA stops the run, like a line that is not a
         Singer message (``_stop_at_bad_line``).
         """
-        where = f"line {getattr(self.message_reader, 'line_number', '?')}"
         stream, record = message.get("stream"), message.get("record")
         if not isinstance(stream, str):
             problem = "without 'stream'" if "stream" not in message else \
                 f"whose 'stream' is not a name ({quote(repr(stream))})"
-            self.loader.reject_input(record, f"{where}: a RECORD message {problem}")
+            self.loader.reject_input(record, f"{self._line()}: a RECORD message {problem}")
             return True
         if stream not in self.mapper.stream_maps:
-            self._stop_at_bad_line(f"{where}: a RECORD for stream {quote(stream)} before "
+            self._stop_at_bad_line(f"{self._line()}: a RECORD for stream {quote(stream)} before "
                                    "its SCHEMA", RecordBeforeSchemaError)
         if self._dropped_by_maps(stream):
             return False
         if "record" not in message:
-            self.loader.reject_input(None, f"{where}: a RECORD message with no 'record'")
+            self.loader.reject_input(None, f"{self._line()}: a RECORD message with no "
+                                           "'record'")
             return True
         if not isinstance(record, dict):
-            self.loader.reject_input(record, f"{where}: the record is {_json_kind(record)}, "
-                                             "not an object")
+            self.loader.reject_input(record, f"{self._line()}: the record is "
+                                             f"{_json_kind(record)}, not an object")
             return True
         return False
+
+    def _line(self) -> str:
+        """Name the input line being processed, for messages (only built when needed)."""
+        return f"line {getattr(self.message_reader, 'line_number', '?')}"
 
     def _stop_at_bad_line(self, message: str,
                           error: type[LoadError] = LoadError) -> NoReturn:
