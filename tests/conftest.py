@@ -11,18 +11,23 @@ from piriod_sandbox import SandboxProcess
 SEED = 250
 
 
+def customers_for(request: pytest.FixtureRequest) -> int:
+    """Return the sandbox size of a test module: its SANDBOX_CUSTOMERS, else SEED."""
+    return getattr(request.module, "SANDBOX_CUSTOMERS", SEED)
+
+
 @pytest.fixture(scope="module")
-def sandbox_server() -> Iterator[SandboxProcess]:
+def sandbox_server(request: pytest.FixtureRequest) -> Iterator[SandboxProcess]:
     """One sandbox process for a test module (starting one takes ~0.2 s)."""
-    with SandboxProcess(SEED) as server:
+    with SandboxProcess(customers_for(request)) as server:
         yield server
 
 
 @pytest.fixture
-def sandbox(sandbox_server: SandboxProcess) -> SandboxProcess:
-    """The module's sandbox, reset to SEED fresh customers, no faults, zeroed counters."""
+def sandbox(sandbox_server: SandboxProcess, request: pytest.FixtureRequest) -> SandboxProcess:
+    """The module's sandbox, reset to its fresh customers, no faults, zeroed counters."""
     sandbox_server.set_faults()
-    sandbox_server.reset(SEED)
+    sandbox_server.reset(customers_for(request))
     return sandbox_server
 
 

@@ -32,7 +32,7 @@ from piriod_sandbox import SandboxProcess
 
 pytestmark = pytest.mark.meltano
 
-CUSTOMERS = 40
+CUSTOMERS = SANDBOX_CUSTOMERS = 40  # the conftest sandbox here: 4 pages of PAGE_SIZE
 PAGE_SIZE = 10
 TABLE = "piriod.customers"
 # What a customer's row holds that the reconcile must leave alone (besides _sdc_*).
@@ -51,13 +51,6 @@ def postgres() -> Iterator[PostgresServer]:
     yield server
     server.stop()
 
-
-@pytest.fixture
-def sandbox(sandbox_server: SandboxProcess) -> SandboxProcess:
-    """The module's sandbox with 40 fresh customers (4 pages), no faults."""
-    sandbox_server.set_faults()
-    sandbox_server.reset(CUSTOMERS)
-    return sandbox_server
 
 
 class Warehouse:

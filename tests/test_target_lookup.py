@@ -10,7 +10,6 @@ batches match what earlier ones looked up and wrote, writes in flight included.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import pytest
 from target_helpers import (
@@ -26,20 +25,7 @@ from target_piriod import lookup
 from target_piriod.diff import WRITABLE
 from target_piriod.loader import Loader
 
-SEED = 3000  # 30 index pages
-
-
-@pytest.fixture(scope="module")
-def big_sandbox() -> Iterator[SandboxProcess]:
-    with SandboxProcess(SEED) as server:
-        yield server
-
-
-@pytest.fixture
-def sandbox(big_sandbox: SandboxProcess) -> SandboxProcess:
-    big_sandbox.set_faults()
-    big_sandbox.reset(SEED)
-    return big_sandbox
+SEED = SANDBOX_CUSTOMERS = 3000  # 30 index pages (the conftest sandbox's size here)
 
 
 def ten_changes(customers: list[dict]) -> list[dict]:
