@@ -257,7 +257,7 @@ def main() -> None:
     say("Query the demo's warehouse:")
     say(f"    {query_command()}")
     say("Try it yourself (README, Meltano): `make sandbox`, then in another terminal "
-        "`. .venv/bin/activate`, `cp .env.example .env` and "
+        "`. .venv/bin/activate`, `echo MELTANO_ENVIRONMENT=dev >> .env` and "
         "`meltano run tap-piriod target-duckdb` (into output/warehouse.duckdb).")
 
 
