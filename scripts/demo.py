@@ -6,10 +6,15 @@
 4. edit and add customers in the sandbox, run again: only those rows move (Meltano state);
 5. reverse ETL: a CRM export (JSONL) of edited and new customers goes back into Piriod with
    `meltano run tap-jsonl target-piriod`, matched on tax_id; print the target's summary;
-6. stop the sandbox.
+6. stop the sandbox, and print the command that queries the warehouse.
 
-It starts from a clean slate each time (its DuckDB file, export and state are its own) and
-leaves logs in output/demo/. Run it again as often as you like.
+Everything it writes is its own, under output/demo/: the DuckDB file (not the
+output/warehouse.duckdb of your own `meltano run`), the export, the rejects file, the logs;
+its Meltano state ids end in `:demo`. It starts from a clean slate each time: run it again
+as often as you like.
+
+To add a step, write a function taking the `Demo` and add it to STEPS with its title: the
+steps are numbered in that order, and the sandbox is stopped after the last or a failure.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -33,12 +40,15 @@ DEV_PORT, SEED = 8765, 500  # the dev environment's sandbox (meltano.yml)
 PORT = int(os.environ.get("PIRIOD_DEMO_PORT", DEV_PORT))  # tests run the demo elsewhere
 API = f"http://127.0.0.1:{PORT}"
 TOKEN = "sandbox-token"  # noqa: S105 - the sandbox's published local token
-OUTPUT = REPO / "output"
-LOGS = OUTPUT / "demo"
-WAREHOUSE = OUTPUT / "warehouse.duckdb"
-CRM_EXPORT = OUTPUT / "crm-export.jsonl"
+DEMO = REPO / "output" / "demo"  # everything the demo writes, and nothing else
+WAREHOUSE = DEMO / "warehouse.duckdb"
+CRM_EXPORT = DEMO / "crm-export.jsonl"
+REJECTS = DEMO / "target-piriod-rejects.jsonl"
 SUFFIX = "demo"  # the demo's own state ids: dev:<tap>-to-<target>:demo
 PLUGINS = ("tap-piriod", "target-duckdb", "tap-jsonl", "target-piriod")
+# The query the demo ends with, for the reader to run (duckdb's Python package is in .venv).
+QUERY = ("SELECT id, name, tax_id, updated FROM piriod.customers "
+         "ORDER BY updated DESC LIMIT 5")
 
 
 def say(text: str = "") -> None:
@@ -46,16 +56,23 @@ def say(text: str = "") -> None:
     print(text, flush=True)
 
 
+def shown(path: Path) -> str:
+    """Return a path as the reader would type it: relative to the repository."""
+    return str(path.relative_to(REPO))
+
+
 def meltano(*args: str, log: str | None = None, check: bool = True) -> str:
-    """Run meltano in the dev environment; keep its (verbose) output in a log file."""
-    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1"}
+    """Run meltano in the dev environment, on the demo's own files; log its output."""
+    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "NO_COLOR": "1",
+           "TARGET_DUCKDB_FILEPATH": str(WAREHOUSE), "TAP_JSONL_PATH": str(CRM_EXPORT),
+           "TARGET_PIRIOD_DEAD_LETTER_PATH": str(REJECTS)}
     if PORT != DEV_PORT:
         env.update(TAP_PIRIOD_API_URL=API, TARGET_PIRIOD_API_URL=API)
     done = subprocess.run([str(BIN / "meltano"), "--environment=dev", *args], cwd=REPO,
                           env=env, capture_output=True, text=True)
     output = done.stdout + done.stderr
     if log:
-        (LOGS / log).write_text(output)
+        (DEMO / log).write_text(output)
     if check and done.returncode != 0:
         say(output[-4000:])
         raise SystemExit(f"demo: `meltano {' '.join(args)}` failed (exit {done.returncode})")
@@ -116,11 +133,11 @@ def table(rows: list[tuple], headers: tuple[str, ...]) -> None:
 
 
 def clean_slate() -> None:
-    """Forget the previous demo: its files and its Meltano state."""
-    LOGS.mkdir(parents=True, exist_ok=True)
-    for path in (WAREHOUSE, WAREHOUSE.with_suffix(".duckdb.wal"), CRM_EXPORT,
-                 OUTPUT / "target-piriod-rejects.jsonl"):
-        path.unlink(missing_ok=True)
+    """Forget the previous demo: its files and its Meltano state (nothing else)."""
+    DEMO.mkdir(parents=True, exist_ok=True)
+    for path in DEMO.iterdir():
+        if path.is_file():
+            path.unlink()
     for pipeline in ("tap-piriod-to-target-duckdb", "tap-jsonl-to-target-piriod"):
         meltano("state", "clear", "--force", f"dev:{pipeline}:{SUFFIX}", check=False)
 
@@ -136,73 +153,112 @@ def replicate(log: str) -> tuple[int, int, int]:
                      "FROM piriod.customers", before)[0]
 
 
+@dataclass
+class Demo:
+    """What the steps share."""
+
+    sandbox: subprocess.Popen
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+def install(demo: Demo) -> None:
+    """Install the plugins the demo needs, after forgetting the previous demo."""
+    clean_slate()
+    meltano("install", *PLUGINS, log="install.log")
+
+
+def first_run(demo: Demo) -> None:
+    """Replicate every customer into DuckDB and show some of them."""
+    total, _, _ = replicate("run-1.log")
+    say(f"    {total} customers landed in {shown(WAREHOUSE)} (table piriod.customers):")
+    table(warehouse("SELECT id, name, json_extract_string(country, '$.id'), tax_id, "
+                    "strftime(updated, '%Y-%m-%d %H:%M') FROM piriod.customers "
+                    "ORDER BY updated DESC LIMIT 5"),
+          ("id", "name", "country", "tax_id", "updated"))
+    table(warehouse("SELECT json_extract_string(country, '$.name') AS country, count(*) "
+                    "FROM piriod.customers GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4"),
+          ("country", "customers"))
+
+
+def incremental_run(demo: Demo) -> None:
+    """Change customers in Piriod; the next run moves only those."""
+    edited = api("POST", "/_sandbox/touch",
+                 {"count": 5, "changes": {"website": "https://www.edited-in-piriod.example"},
+                  "rng_seed": 3})["ids"]
+    for n in (1, 2):
+        api("POST", "/customers/", {"name": f"Cliente Demo {n} SpA", "country": "CL",
+                                    "tax_id": f"99.000.00{n}-{n}",
+                                    "email": f"demo{n}@example.com"})
+    say(f"    edited {', '.join(edited)}; created 2")
+    total, distinct, moved = replicate("run-2.log")
+    say(f"    {moved} rows moved: the 5 edited, the 2 new, and {moved - 7} read again "
+        "(updated at the bookmark's very instant)")
+    say(f"    {total} rows in the table, "
+        + ("no duplicates" if distinct == total else f"{total - distinct} DUPLICATES"))
+
+
+def reverse_etl(demo: Demo) -> None:
+    """Send a CRM export (JSONL) of edited and new customers back into Piriod."""
+    crm = warehouse("SELECT tax_id, name, email, json_extract_string(country, '$.id') "
+                    "FROM piriod.customers ORDER BY tax_id LIMIT 3")
+    rows = [{"tax_id": t, "name": n, "email": e, "country": c} for t, n, e, c in crm]
+    rows[0]["name"] += " (renamed in CRM)"
+    rows[1]["email"] = "billing@crm.example.com"
+    rows += [{"tax_id": "98.000.001-1", "name": "Nuevo desde CRM SpA",
+              "email": "crm1@example.com", "country": "CL"},
+             {"tax_id": "98.000.002-2", "name": "Otro desde CRM Ltda.", "email": None,
+              "country": "PE"}]
+    CRM_EXPORT.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    say(f"    {len(rows)} rows in {shown(CRM_EXPORT)}: 1 renamed, 1 new email, "
+        "1 unchanged, 2 new customers")
+    output = meltano("run", "--state-id-suffix", SUFFIX, "tap-jsonl", "target-piriod",
+                     log="reverse-etl.log")
+    summary = [line for line in output.splitlines() if "target-piriod summary:" in line]
+    say("    " + (summary[-1].split("target-piriod ", 1)[-1] if summary
+                  else f"(no summary line: see {shown(DEMO)}/reverse-etl.log)"))
+    renamed = api("GET", f"/customers/?tax_id={rows[0]['tax_id']}")["results"][0]
+    say(f"    Piriod now has {renamed['id']}: {renamed['name']!r}")
+
+
+# (title, step): printed as "==> N. title", run in this order. Add steps here.
+STEPS: list[tuple[str, Callable[[Demo], None]]] = [
+    ("meltano install " + " ".join(PLUGINS), install),
+    ("meltano --environment=dev run tap-piriod target-duckdb", first_run),
+    ("Edit 5 customers and add 2 in Piriod, then run incrementally", incremental_run),
+    ("Reverse ETL: a CRM export back into Piriod "
+     "(meltano run tap-jsonl target-piriod, matched on tax_id)", reverse_etl),
+]
+
+
+def query_command() -> str:
+    """Return the shell command that queries the demo's warehouse (DuckDB has no CLI here)."""
+    code = (f"import duckdb; db = duckdb.connect('{shown(WAREHOUSE)}', read_only=True); "
+            f"db.sql('{QUERY}').show()")
+    return f'.venv/bin/python -c "{code}"'
+
+
 def main() -> None:
-    """Run the demo."""
+    """Run the demo: start the sandbox, run the steps, always stop the sandbox."""
     started = time.monotonic()
     # A `kill` stops the demo like Ctrl-C does: through the `finally` that stops the sandbox.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not (BIN / "meltano").exists():
         raise SystemExit("demo: meltano is not in .venv: run `make demo` (it installs it)")
     say("==> 1. Start the Piriod sandbox (the `dev` environment's API)")
-    sandbox = start_sandbox()
+    demo = Demo(sandbox=start_sandbox())
     try:
-        say("==> 2. meltano install " + " ".join(PLUGINS))
-        clean_slate()
-        meltano("install", *PLUGINS, log="install.log")
-
-        say("==> 3. meltano --environment=dev run tap-piriod target-duckdb")
-        total, _, _ = replicate("run-1.log")
-        say(f"    {total} customers landed in {WAREHOUSE.relative_to(REPO)} "
-            "(table piriod.customers):")
-        table(warehouse("SELECT id, name, json_extract_string(country, '$.id'), tax_id, "
-                        "strftime(updated, '%Y-%m-%d %H:%M') FROM piriod.customers "
-                        "ORDER BY updated DESC LIMIT 5"),
-              ("id", "name", "country", "tax_id", "updated"))
-        table(warehouse("SELECT json_extract_string(country, '$.name') AS country, count(*) "
-                        "FROM piriod.customers GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 4"),
-              ("country", "customers"))
-
-        say("==> 4. Edit 5 customers and add 2 in Piriod, then run incrementally")
-        edited = api("POST", "/_sandbox/touch",
-                     {"count": 5, "changes": {"website": "https://www.edited-in-piriod.example"},
-                      "rng_seed": 3})["ids"]
-        for n in (1, 2):
-            api("POST", "/customers/", {"name": f"Cliente Demo {n} SpA", "country": "CL",
-                                        "tax_id": f"99.000.00{n}-{n}",
-                                        "email": f"demo{n}@example.com"})
-        say(f"    edited {', '.join(edited)}; created 2")
-        total, distinct, moved = replicate("run-2.log")
-        say(f"    {moved} rows moved: the 5 edited, the 2 new, and {moved - 7} read again "
-            "(updated at the bookmark's very instant)")
-        say(f"    {total} rows in the table, "
-            + ("no duplicates" if distinct == total else f"{total - distinct} DUPLICATES"))
-
-        say("==> 5. Reverse ETL: a CRM export back into Piriod "
-            "(meltano run tap-jsonl target-piriod, matched on tax_id)")
-        crm = warehouse("SELECT tax_id, name, email, json_extract_string(country, '$.id') "
-                        "FROM piriod.customers ORDER BY tax_id LIMIT 3")
-        rows = [{"tax_id": t, "name": n, "email": e, "country": c} for t, n, e, c in crm]
-        rows[0]["name"] += " (renamed in CRM)"
-        rows[1]["email"] = "billing@crm.example.com"
-        rows += [{"tax_id": "98.000.001-1", "name": "Nuevo desde CRM SpA",
-                  "email": "crm1@example.com", "country": "CL"},
-                 {"tax_id": "98.000.002-2", "name": "Otro desde CRM Ltda.", "email": None,
-                  "country": "PE"}]
-        CRM_EXPORT.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        say(f"    {len(rows)} rows in {CRM_EXPORT.relative_to(REPO)}: 1 renamed, 1 new email, "
-            "1 unchanged, 2 new customers")
-        output = meltano("run", "--state-id-suffix", SUFFIX, "tap-jsonl", "target-piriod",
-                         log="reverse-etl.log")
-        summary = [line for line in output.splitlines() if "target-piriod summary:" in line]
-        say("    " + (summary[-1].split("target-piriod ", 1)[-1] if summary
-                      else "(no summary line: see output/demo/reverse-etl.log)"))
-        renamed = api("GET", f"/customers/?tax_id={rows[0]['tax_id']}")["results"][0]
-        say(f"    Piriod now has {renamed['id']}: {renamed['name']!r}")
+        for number, (title, step) in enumerate(STEPS, start=2):
+            say(f"==> {number}. {title}")
+            step(demo)
     finally:
-        say("==> 6. Stop the sandbox")
-        stop_sandbox(sandbox)
-    say(f"Done in {time.monotonic() - started:.0f} s. Logs: output/demo/. Try it yourself: "
-        "`make sandbox`, then `.venv/bin/meltano --environment=dev run tap-piriod target-duckdb`")
+        say(f"==> {len(STEPS) + 2}. Stop the sandbox")
+        stop_sandbox(demo.sandbox)
+    say(f"Done in {time.monotonic() - started:.0f} s. Logs: {shown(DEMO)}/.")
+    say("Query the demo's warehouse:")
+    say(f"    {query_command()}")
+    say("Try it yourself (README, Meltano): `make sandbox`, then in another terminal "
+        "`. .venv/bin/activate`, `echo MELTANO_ENVIRONMENT=dev >> .env` and "
+        "`meltano run tap-piriod target-duckdb` (into output/warehouse.duckdb).")
 
 
 if __name__ == "__main__":

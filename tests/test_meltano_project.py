@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from importlib import resources
@@ -34,15 +35,21 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def meltano(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run meltano in the project with a clean environment; return its stdout."""
+def run_meltano(project: Path, *args: str,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run meltano in the project with a clean environment; fail if it fails."""
     clean = {key: value for key, value in os.environ.items()
              if not key.startswith(("MELTANO_", "TAP_", "TARGET_"))}
     done = subprocess.run([str(MELTANO), *args], cwd=project, capture_output=True, text=True,
                           env={**clean, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
                                "NO_COLOR": "1", **(env or {})}, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    return done
+
+
+def meltano(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run meltano in the project with a clean environment; return its stdout."""
+    return run_meltano(project, *args, env=env).stdout
 
 
 def test_meltano_yml_is_valid_for_meltano() -> None:
@@ -56,7 +63,7 @@ def test_every_plugin_installs_from_pypi_alone() -> None:
     """No plugin needs Meltano Hub: each has a namespace, a pip_url and an executable."""
     plugins = yaml.safe_load((REPO / "meltano.yml").read_text())["plugins"]
     names = set()
-    for kind in ("extractors", "loaders"):
+    for kind in ("extractors", "loaders", "utilities"):
         for plugin in plugins[kind]:
             assert "variant" not in plugin
             if "inherit_from" in plugin:  # the reconcile variant: installs as its parent
@@ -64,8 +71,8 @@ def test_every_plugin_installs_from_pypi_alone() -> None:
             else:
                 assert {"namespace", "pip_url", "executable"} <= plugin.keys(), plugin["name"]
             names.add(plugin["name"])
-    assert {"tap-piriod", "tap-postgres", "target-piriod", "target-duckdb",
-            "target-postgres", "target-jsonl"} <= names
+    assert {"tap-piriod", "tap-postgres", "tap-spreadsheets", "target-piriod", "target-duckdb",
+            "target-postgres", "target-jsonl", "duckdb-sql"} <= names
 
 
 @pytest.mark.parametrize("name", sorted(PLUGINS))
@@ -130,3 +137,35 @@ def test_jobs_and_schedules_are_listed(project: Path) -> None:
            "['tap-piriod target-postgres']" in schedules
     assert "reverse-etl-every-15-minutes: reverse-etl → ['tap-postgres target-piriod']" \
         in schedules
+    assert "reverse-etl-csv-hourly: reverse-etl-csv → ['tap-spreadsheets target-piriod']" \
+        in schedules
+    assert "reconcile-duckdb-weekly: reconcile-duckdb → ['duckdb-sql:empty-full-read " \
+           "tap-piriod--reconcile target-duckdb--full-read duckdb-sql:retire-deleted']" \
+        in schedules
+
+
+def test_dev_is_the_default_for_every_command_with_the_env_file(project: Path) -> None:
+    """`default_environment: dev` alone does not reach `meltano config` (Meltano's design);
+    MELTANO_ENVIRONMENT=dev in .env, as .env.example and the README have it, does."""
+    ignored = run_meltano(project, "config", "list", "tap-piriod")
+    assert "The default environment 'dev' will be ignored" in ignored.stderr, \
+        "Meltano honours default_environment for `config` now: README and .env.example " \
+        "can drop the MELTANO_ENVIRONMENT line"
+    assert "http://127.0.0.1:8765" not in ignored.stdout
+
+    shutil.copy(REPO / ".env.example", project / ".env")
+    listed = run_meltano(project, "config", "list", "tap-piriod")
+    assert "will be ignored" not in listed.stdout + listed.stderr
+    assert "Environment 'dev' is active" in listed.stderr
+    assert "api_url [env: TAP_PIRIOD_API_URL] (default: 'https://api.piriod.com') current " \
+           "value: 'http://127.0.0.1:8765' (from the active environment" in listed.stdout
+    for plugin in ("tap-piriod", "target-piriod"):
+        config = json.loads(meltano(project, "config", "--unsafe", "print", plugin))
+        assert (config["api_url"], config["auth_token"]) == (
+            "http://127.0.0.1:8765", "sandbox-token")
+    # The command line still wins over .env.
+    prod = json.loads(meltano(project, "--environment=prod", "config", "print", "tap-piriod"))
+    assert prod["api_url"] == "https://api.piriod.com"
+    csv = json.loads(meltano(project, "--environment=prod", "config", "print",
+                             "tap-spreadsheets"))
+    assert csv["files"][0]["path"] == f"{project}/input/customers.csv"
