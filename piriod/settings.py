@@ -7,8 +7,12 @@ through a sync. None of these messages echo the token.
 
 from __future__ import annotations
 
+import decimal
 import ipaddress
+import json
+from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from piriod.errors import ConfigError
@@ -76,3 +80,43 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def read_config_files(paths: Iterable[str]) -> tuple[dict, bool]:
+    """Read ``--config`` arguments: JSON files merged in order, ``ENV`` for the environment.
+
+    Returns the merged settings and whether ``ENV`` was given. A missing file, a file
+    that is not JSON or not a JSON object is refused with its path and what is wrong
+    (the line and column of a syntax error), never with the file's text: it may hold
+    the token.
+    """
+    config: dict = {}
+    parse_env = False
+    for path in paths:
+        if path == "ENV":
+            parse_env = True
+            continue
+        config |= _read_config_file(Path(path))
+    return config, parse_env
+
+
+def _read_config_file(path: Path) -> dict:
+    """Return one config file's settings, or refuse it naming the file and the fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist: check the path "
+                          "given to --config") from None
+    except (OSError, UnicodeDecodeError) as error:
+        why = getattr(error, "strerror", None) or type(error).__name__
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({why})") from None
+    try:
+        value = json.loads(text, parse_float=decimal.Decimal)  # as the Singer SDK reads it
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON ({error.msg} at "
+                          f"line {error.lineno}, column {error.colno}): fix it, e.g. "
+                          '{"auth_token": "...", "api_url": "https://api.piriod.com"}') from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"config file {str(path)!r} holds JSON that is not an object: it "
+                          'must look like {"auth_token": "...", "api_url": "..."}')
+    return value
