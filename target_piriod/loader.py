@@ -101,7 +101,8 @@ class Loader:
         plan_path = config.get("plan_path")
         self.plan_file = PlanFile(plan_path, run_id, dry_run=self.dry_run,
                                   redact=self.client.redact) if plan_path else None
-        self.planner = Planner(self.spec, config.get("mode") or "upsert")
+        self.planner = Planner(self.spec, config.get("mode") or "upsert",
+                               config.get("empty_values") or "ignore")
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
         self.lookups = KeyLookups(

@@ -29,6 +29,7 @@ from target_piriod.jsonsafe import quote
 from target_piriod.keys import KeySpec
 from target_piriod.loader import MODES, Loader, LoadError, Summary
 from target_piriod.reader import InputReader
+from target_piriod.records import EMPTY_VALUES
 from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
 from target_piriod.stopping import Interrupted, Stopper
@@ -85,8 +86,15 @@ class TargetPiriod(Target):
                                 "skipped); 'update_only' never creates (unmatched records "
                                 "are rejected)."),
         th.Property("dry_run", th.BooleanType, default=False, title="Dry run",
-                    description="Read and match, but send no writes: report what would be "
-                                "created, updated, left unchanged and rejected."),
+                    description="Read and match, but send no writes and emit no STATE (so "
+                                "the orchestrator keeps its bookmark and the real run after "
+                                "it sends every record): report what would be created, "
+                                "updated, left unchanged and rejected."),
+        th.Property("empty_values", th.StringType, default="ignore",
+                    allowed_values=list(EMPTY_VALUES), title="Empty values",
+                    description="What an empty string (a blank CSV cell) in an attribute "
+                                "means: 'ignore' leaves the attribute as Piriod holds it; "
+                                "'clear' sets it to null. Never an invalid value."),
         th.Property("plan_path", th.StringType, title="Plan path",
                     description="JSONL file of the customers created or updated, one line "
                                 "each: key, id and, per attribute, the value before and "
