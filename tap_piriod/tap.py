@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -10,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, MappingError
 from singer_sdk.plugin_base import _ConfigInput
 
 from piriod.client import PiriodClient
@@ -113,6 +115,8 @@ class TapPiriod(Tap):
     def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
         """Run the tap; an expected failure ends it with its message alone (``ended``)."""
         with ended():
+            for option in ("state", "catalog"):
+                kwargs[option] = _checked_json(option, kwargs.get(option))
             super().invoke(**kwargs)  # type: ignore[arg-type]
 
     @classmethod
@@ -189,6 +193,29 @@ def ended() -> Iterator[None]:
         raise click.ClickException("; ".join(error.errors) or str(error)) from None
     except (FatalAPIError, PiriodError) as error:
         raise click.ClickException(str(error)) from None
+    except MappingError as error:  # a stream map the SDK cannot apply
+        raise click.ClickException(f"stream_maps: {error} (see "
+                                   "https://sdk.meltano.com/en/latest/stream_maps.html)") from None
+
+
+def _checked_json(option: str, file: object) -> object:
+    """Return a ``--state``/``--catalog`` file unread if it holds a JSON object, else refuse it.
+
+    The SDK would end a broken file with a traceback from its JSON parser.
+    """
+    if file is None:
+        return None
+    text = file.read()  # type: ignore[attr-defined]
+    name = getattr(file, "name", option)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--{option} file {name!r} is not valid JSON ({error.msg} at line "
+                          f"{error.lineno}, column {error.colno}): fix it, or leave --{option} "
+                          "out") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--{option} file {name!r} must hold a JSON object")
+    return io.StringIO(text)
 
 
 def _say(text: str) -> None:

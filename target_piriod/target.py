@@ -17,7 +17,11 @@ from typing import Any, ClassVar, NoReturn
 import click
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    MappingError,
+    RecordsWithoutSchemaException,
+)
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
@@ -443,6 +447,9 @@ def ended() -> Iterator[None]:
         raise click.ClickException("; ".join(error.errors) or str(error)) from None
     except PiriodError as error:
         raise click.ClickException(str(error)) from None
+    except MappingError as error:  # a stream map the SDK cannot apply
+        raise click.ClickException(f"stream_maps: {error} (see "
+                                   "https://sdk.meltano.com/en/latest/stream_maps.html)") from None
 
 
 def _json_kind(value: Any) -> str:

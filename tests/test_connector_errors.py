@@ -169,3 +169,26 @@ def test_bad_input_line_names_the_line(sandbox, tmp_path):
     done = run_cli(tmp_path, "target-piriod", "load",
                    {"auth_token": sandbox.token, "api_url": sandbox.url}, stdin=stdin)
     assert_one_clear_message(done, "line 4 is not JSON", "(run failed)")
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_state_or_catalog_file_that_is_not_json_is_named(sandbox, tmp_path, option):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"auth_token": sandbox.token, "api_url": sandbox.url}))
+    done = subprocess.run([str(BIN / "tap-piriod"), "--config", str(config), option,
+                           str(broken)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert_one_clear_message(done, f"{option} file", "broken.json' is not valid JSON",
+                             "line 1, column 2")
+
+
+@pytest.mark.parametrize(("connector", "mode"), [("tap-piriod", "sync"),
+                                                 ("target-piriod", "load")])
+def test_stream_map_that_cannot_be_parsed_names_stream_maps(sandbox, tmp_path, connector,
+                                                            mode):
+    done = run_mode(tmp_path, connector, mode, {
+        "auth_token": sandbox.token, "api_url": sandbox.url,
+        "stream_maps": {"customers": {"label": "name +* ("}}})
+    assert_one_clear_message(done, "stream_maps: ", "name +* (", "stream_maps.html")
