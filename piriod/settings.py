@@ -34,16 +34,23 @@ def user_agent(connector: str) -> str:
     return f"{connector}/{package_version()}"
 
 
-def clean_token(token: object) -> str:
+def clean_token(token: object, connector: str = "") -> str:
     """Return the token without surrounding whitespace; refuse one that cannot be a header.
 
     A token pasted with a trailing newline is common, and an HTTP library's error for it
-    quotes the whole header value: the token would end up in the log.
+    quotes the whole header value: the token would end up in the log. ``connector``
+    (``tap-piriod``...) names the ways to set it in the message.
     """
     if not isinstance(token, str) or not token.strip():
-        raise ConfigError("auth_token is empty: set it to a Piriod API token "
-                          "(e.g. through the TAP_PIRIOD_AUTH_TOKEN or "
-                          "TARGET_PIRIOD_AUTH_TOKEN environment variable)")
+        if not connector:
+            raise ConfigError("auth_token is empty: set it to a Piriod API token "
+                              "(e.g. through the TAP_PIRIOD_AUTH_TOKEN or "
+                              "TARGET_PIRIOD_AUTH_TOKEN environment variable)")
+        variable = connector.upper().replace("-", "_") + "_AUTH_TOKEN"
+        raise ConfigError(f"auth_token is empty: set it to a Piriod API token, in the "
+                          f"--config file or as {variable} with --config ENV (with "
+                          f"Meltano: `meltano config {connector} set auth_token`, or "
+                          f"{variable} in .env)")
     cleaned = token.strip()
     if any(ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF for char in cleaned):
         raise ConfigError("auth_token contains control or non-Latin-1 characters, which "

@@ -102,7 +102,7 @@ class TapPiriod(Tap):
         if not raise_errors:
             return []
         try:
-            clean_token(self.config.get("auth_token"))
+            clean_token(self.config.get("auth_token"), NAME)
             check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
             start = self.config.get("start_date")
             if start is not None:

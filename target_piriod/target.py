@@ -147,7 +147,7 @@ class TargetPiriod(Target):
         if raise_errors:
             try:
                 KeySpec.parse(self.config.get("match_field") or "id")
-                clean_token(self.config.get("auth_token"))
+                clean_token(self.config.get("auth_token"), self.name)
                 check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
             except ConfigError as error:
                 raise ConfigValidationError(str(error), errors=[str(error)]) from error

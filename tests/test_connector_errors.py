@@ -149,7 +149,9 @@ def test_missing_config_file_is_named(tmp_path, connector, mode):
 def test_missing_token_names_auth_token(sandbox, tmp_path, connector, mode):
     sandbox.reset_stats()
     done = run_mode(tmp_path, connector, mode, {"api_url": sandbox.url})
-    assert_one_clear_message(done, "auth_token is empty", "AUTH_TOKEN")
+    variable = connector.upper().replace("-", "_") + "_AUTH_TOKEN"
+    assert_one_clear_message(done, "auth_token is empty", f"as {variable} with --config ENV",
+                             f"meltano config {connector} set auth_token")
     assert "required property" not in done.stderr
     assert sandbox.stats()["requests"] == 0, "refused before any request"
 
