@@ -11,9 +11,10 @@ nothing: every customer of the rehearsal was silently skipped.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
-from meltano_helpers import Meltano, installed_project
+from meltano_helpers import MELTANO, Meltano, installed_project
 
 from piriod_sandbox import SandboxProcess
 
@@ -84,3 +85,19 @@ def test_dry_run_then_real_run_sends_every_record(meltano, sandbox, destination,
     assert "created=0" in summary_line(again)
     assert len(destination.customers()) == SANDBOX_CUSTOMERS
 
+
+
+
+def test_select_list_needs_no_token(meltano):
+    """Listing streams is discovery, which calls no API: no token, no reachable API.
+
+    In the prod environment no token is set (it comes from the environment) and api_url
+    is the real API, which the test must not reach: discovery asks neither.
+    """
+    done = subprocess.run([str(MELTANO), "--environment=prod", "select", "tap-piriod",
+                           "--list", "--all"], cwd=meltano.root, env=meltano.base_env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-3000:]
+    assert "customers.email" in text and "customers.tax_id" in text, text[-3000:]
+    assert "Traceback" not in text and "auth_token" not in text
