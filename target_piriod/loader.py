@@ -41,7 +41,14 @@ from typing import Any
 import click
 
 from piriod.client import PiriodClient
-from piriod.errors import AuthError, PiriodError, RetriesExhaustedError, StoppedError
+from piriod.errors import (
+    STATUS_HINTS,
+    ApiError,
+    AuthError,
+    PiriodError,
+    RetriesExhaustedError,
+    StoppedError,
+)
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.index import CustomerIndex
 from target_piriod.jsonsafe import abridge
@@ -197,16 +204,17 @@ class Loader:
     def check_access(self) -> int | None:
         """Read one page of customers (a connection test); return their count if told.
 
-        Raises a LoadError naming the setting to fix (auth_token, api_url): a refusal or an
-        API that cannot be reached says so itself; anything else means api_url is not the
-        Piriod API.
+        Raises a LoadError naming the setting to fix (auth_token, api_url): a 401, 403 or
+        404, or an API that cannot be reached, says so itself; anything else means api_url
+        is not the Piriod API.
         """
         with self._load_errors():
             try:
                 return self.client.check_access()
-            except (AuthError, RetriesExhaustedError):
-                raise
-            except PiriodError as error:  # not the Piriod API
+            except PiriodError as error:
+                if isinstance(error, RetriesExhaustedError) or (
+                        isinstance(error, ApiError) and error.status in STATUS_HINTS):
+                    raise
                 raise PiriodError(f"Piriod could not be read at {self.client.base_url} "
                                   f"({error}); check api_url") from error
 

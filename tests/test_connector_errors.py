@@ -124,6 +124,15 @@ def test_unknown_host_names_api_url_and_dns(tmp_path, connector, mode):
 
 
 @pytest.mark.parametrize(("connector", "mode"), API_PATHS)
+def test_an_api_url_with_a_wrong_path_names_api_url(sandbox, tmp_path, connector, mode):
+    done = run_mode(tmp_path, connector, mode,
+                    {"auth_token": sandbox.token, "api_url": f"{sandbox.url}/v9"})
+    assert_one_clear_message(done, "answered 404", f"at {sandbox.url}/v9/",
+                             "check the api_url setting")
+    assert done.stderr.count("api_url") == 1, "said once, not wrapped in a second message"
+
+
+@pytest.mark.parametrize(("connector", "mode"), API_PATHS)
 def test_5xx_after_the_retries_names_the_url_and_what_to_do(sandbox, tmp_path, connector, mode):
     sandbox.set_faults(random={"503_html": 1.0})
     done = run_mode(tmp_path, connector, mode,
