@@ -127,8 +127,10 @@ def _compile_property(rules: dict, checker: jsonschema.FormatChecker,
 
 # What an empty cell (``""``, or only spaces) in a writable attribute means: a CSV export or
 # a spreadsheet has one for every value it does not know. "ignore" (the default) leaves
-# the attribute as Piriod holds it, as if the column were absent; "clear" sets it to null.
+# the attribute as Piriod holds it, as if the column were absent; "clear" sets it to null,
+# except the attributes Piriod requires, which are never cleared (left as they are).
 EMPTY_VALUES = ("ignore", "clear")
+REQUIRED = frozenset({"name"})
 
 
 def to_payload(record: dict, empty_values: str = "ignore") -> dict:
@@ -148,9 +150,10 @@ def _without_empty_cells(record: dict, empty_values: str) -> dict:
              if isinstance(record.get(name), str) and not record[name].strip()]
     if not empty:
         return record
-    if empty_values == "clear":
-        return {**record, **dict.fromkeys(empty)}
-    return {name: value for name, value in record.items() if name not in empty}
+    cleared = [name for name in empty if name not in REQUIRED] if empty_values == "clear" \
+        else []
+    kept = {name: value for name, value in record.items() if name not in empty}
+    return {**kept, **dict.fromkeys(cleared)}
 
 
 def _json_ready(value: Any, depth: int) -> Any:

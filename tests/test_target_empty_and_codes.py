@@ -36,6 +36,11 @@ def test_clear_sets_blank_attributes_to_null():
     assert PayloadValidator().errors(payload) == []
 
 
+def test_a_blank_name_is_never_cleared():
+    assert to_payload({"tax_id": "1-9", "name": ""}, "clear") == {"tax_id": "1-9"}
+    assert to_payload({"tax_id": "1-9", "name": " "}) == {"tax_id": "1-9"}
+
+
 def test_blank_metadata_values_and_non_blank_text_are_kept():
     record = {"name": " Uno ", "email": "a@b.example", "metadata": {"erp_id": ""}}
     assert to_payload(record) == record
