@@ -363,7 +363,9 @@ class TargetPiriod(Target):
             path = self.loader.report.dead_letters.path
             raise TooManyRejectsError(
                 f"{summary.rejected} record(s) rejected, more than max_rejects={limit}; "
-                f"see {path} (lines with run_id {self.run_id})")
+                f"see {path} (lines with run_id {self.run_id}) for each one's reason: fix "
+                "them at the source and run again (the other records were loaded), or "
+                "raise max_rejects to accept them")
 
     # -- signals (target_piriod.stopping) ------------------------------------------------
 
