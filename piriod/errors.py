@@ -109,9 +109,9 @@ def retries_exhausted(where: str, attempts: int, base_url: str, reason: str, *,
     why = next((text for name, text in _UNREACHABLE if name in reason), None)
     if why is None:
         return RetriesExhaustedError(
-            f"{where} still failing after {attempts} attempts at {base_url} (the API "
-            "answers with errors: try again later; raise max_retries or request_timeout "
-            f"if it is only slow); last error: {reason}")
+            f"{where} still failing after {attempts} attempts at {base_url} (try again "
+            "later: a re-run resumes; raise max_retries or request_timeout if the API is "
+            f"only slow); last error: {reason}")
     fix = ("check the api_url setting; for the local sandbox, start it with `make sandbox` "
            "(or `piriod-sandbox --port 8765`)" if loopback else
            "check the api_url setting and this machine's network (DNS, proxy, firewall)")
