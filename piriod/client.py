@@ -47,10 +47,11 @@ from piriod.errors import (
     excerpt,
     parameters_named,
     redact,
+    retries_exhausted,
 )
 from piriod.pages import Page, read_pages
 from piriod.retry import THROTTLED_ATTEMPTS_FACTOR, Throttle, backoff_seconds, retry_after_seconds
-from piriod.settings import clean_token
+from piriod.settings import clean_token, is_loopback
 from piriod.transport import Reply, Transport
 
 CUSTOMERS_PATH = "/customers/"
@@ -200,9 +201,8 @@ class PiriodClient:
                                           timed_out=outcome.timed_out)
             failures += 1
             if failures > self.max_retries:
-                raise RetriesExhaustedError(
-                    f"{where} still failing after {failures} attempts (raise max_retries or "
-                    f"request_timeout if the API is slow); last error: {outcome.reason}")
+                raise retries_exhausted(where, failures, self.base_url, outcome.reason,
+                                        loopback=is_loopback(self._origin[1]))
             self._count_retry()
             wait = backoff_seconds(failures - 1)
             self.logger.warning("Retry %d of %d in %.1f s after: %s failed (%s)", failures,
@@ -250,11 +250,11 @@ class PiriodClient:
                  body: Any) -> ApiError:
         """Return the typed error of a 4xx (its body already redacted by ``_body``)."""
         if status in (401, 403):
-            return AuthError(method, path, status, body)
+            return AuthError(method, path, status, body, api_url=self.base_url)
         refused = parameters_named(body, [name for name in params or {} if name != "page"])
         if status == 400 and refused:
             return ParametersRefusedError(method, path, status, body, refused)
-        return ApiError(method, path, status, body)
+        return ApiError(method, path, status, body, api_url=self.base_url)
 
     def _answer(self, reply: Reply, elapsed: float) -> Answer | _Transient:
         """Parse a 2xx body; an unreadable one (broken JSON, NaN, bad UTF-8) is transient."""

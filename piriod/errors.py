@@ -17,13 +17,13 @@ from urllib.parse import quote
 EXCERPT_CHARS = 300
 
 # What to fix, by status, for errors that retrying cannot cure. Both connectors name their
-# settings alike (auth_token, api_url), so one wording serves both.
+# settings alike (auth_token, api_url), so one wording serves both; {url} is the api_url.
 STATUS_HINTS = {
-    HTTPStatus.UNAUTHORIZED: "Piriod rejected the credentials: check that the auth_token "
-                             "setting is a valid, unexpired API token",
-    HTTPStatus.FORBIDDEN: "the auth_token is valid but may not do this: check the token's "
-                          "permissions in Piriod",
-    HTTPStatus.NOT_FOUND: "no such endpoint or customer: check the api_url setting",
+    HTTPStatus.UNAUTHORIZED: "Piriod at {url} rejected the credentials: check that the "
+                             "auth_token setting is a valid, unexpired API token of that API",
+    HTTPStatus.FORBIDDEN: "the auth_token is valid at {url} but may not do this: check the "
+                          "token's permissions in Piriod",
+    HTTPStatus.NOT_FOUND: "no such endpoint or customer at {url}: check the api_url setting",
 }
 
 
@@ -38,9 +38,11 @@ class ConfigError(PiriodError, ValueError):
 class ApiError(PiriodError):
     """A 4xx answer other than 429: the API refused the request as it was sent."""
 
-    def __init__(self, method: str, path: str, status: int, body: Any) -> None:
+    def __init__(self, method: str, path: str, status: int, body: Any, *,
+                 api_url: str = "the api_url") -> None:
         self.method, self.path, self.status, self.body = method, path, status, body
-        hint = STATUS_HINTS.get(HTTPStatus(status)) if status in STATUS_HINTS else None
+        hint = STATUS_HINTS[HTTPStatus(status)].format(url=api_url) \
+            if status in STATUS_HINTS else None
         text = f"{method} {path} answered {status}"
         super().__init__(f"{text}: {hint}. Response: {excerpt(body)}" if hint
                          else f"{text}: {excerpt(body)}")
@@ -83,6 +85,38 @@ class StoppedError(PiriodError):
 
 class RetriesExhaustedError(PiriodError):
     """A request kept failing with retryable errors until its attempts ran out."""
+
+
+# What a failure that never reached the API means, by the exception class the client
+# names in its reason (``connection error (NewConnectionError)``...). NameResolutionError
+# is a NewConnectionError, so it is looked for first.
+_UNREACHABLE = (
+    ("NameResolutionError", "the host name of api_url does not resolve (DNS)"),
+    ("NewConnectionError", "nothing accepts connections there (connection refused)"),
+    ("ConnectTimeout", "no connection could be opened within request_timeout"),
+)
+
+
+def retries_exhausted(where: str, attempts: int, base_url: str, reason: str, *,
+                      loopback: bool) -> RetriesExhaustedError:
+    """Return the error of a request whose attempts ran out, saying what to do.
+
+    An API that was never reached (refused, unknown host, no connection) is a wrong
+    api_url or a server that is not running, not a slow API: raising max_retries would
+    only make the run fail later. For this machine's address the usual cause is the
+    sandbox not started.
+    """
+    why = next((text for name, text in _UNREACHABLE if name in reason), None)
+    if why is None:
+        return RetriesExhaustedError(
+            f"{where} still failing after {attempts} attempts at {base_url} (try again "
+            "later: a re-run resumes; raise max_retries or request_timeout if the API is "
+            f"only slow); last error: {reason}")
+    fix = ("check the api_url setting; for the local sandbox, start it with `make sandbox` "
+           "(or `piriod-sandbox --port 8765`)" if loopback else
+           "check the api_url setting and this machine's network (DNS, proxy, firewall)")
+    return RetriesExhaustedError(f"{where}: could not reach the Piriod API at {base_url} "
+                                 f"after {attempts} attempts: {why}; {fix}")
 
 
 class OutcomeUnknownError(PiriodError):

@@ -7,8 +7,12 @@ through a sync. None of these messages echo the token.
 
 from __future__ import annotations
 
+import decimal
 import ipaddress
+import json
+from collections.abc import Iterable
 from importlib import metadata
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from piriod.errors import ConfigError
@@ -30,16 +34,23 @@ def user_agent(connector: str) -> str:
     return f"{connector}/{package_version()}"
 
 
-def clean_token(token: object) -> str:
+def clean_token(token: object, connector: str = "") -> str:
     """Return the token without surrounding whitespace; refuse one that cannot be a header.
 
     A token pasted with a trailing newline is common, and an HTTP library's error for it
-    quotes the whole header value: the token would end up in the log.
+    quotes the whole header value: the token would end up in the log. ``connector``
+    (``tap-piriod``...) names the ways to set it in the message.
     """
     if not isinstance(token, str) or not token.strip():
-        raise ConfigError("auth_token is empty: set it to a Piriod API token "
-                          "(e.g. through the TAP_PIRIOD_AUTH_TOKEN or "
-                          "TARGET_PIRIOD_AUTH_TOKEN environment variable)")
+        if not connector:
+            raise ConfigError("auth_token is empty: set it to a Piriod API token "
+                              "(e.g. through the TAP_PIRIOD_AUTH_TOKEN or "
+                              "TARGET_PIRIOD_AUTH_TOKEN environment variable)")
+        variable = connector.upper().replace("-", "_") + "_AUTH_TOKEN"
+        raise ConfigError(f"auth_token is empty: set it to a Piriod API token, in the "
+                          f"--config file or as {variable} with --config ENV (with "
+                          f"Meltano: `meltano config {connector} set auth_token`, or "
+                          f"{variable} in .env)")
     cleaned = token.strip()
     if any(ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF for char in cleaned):
         raise ConfigError("auth_token contains control or non-Latin-1 characters, which "
@@ -76,3 +87,43 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def read_config_files(paths: Iterable[str]) -> tuple[dict, bool]:
+    """Read ``--config`` arguments: JSON files merged in order, ``ENV`` for the environment.
+
+    Returns the merged settings and whether ``ENV`` was given. A missing file, a file
+    that is not JSON or not a JSON object is refused with its path and what is wrong
+    (the line and column of a syntax error), never with the file's text: it may hold
+    the token.
+    """
+    config: dict = {}
+    parse_env = False
+    for path in paths:
+        if path == "ENV":
+            parse_env = True
+            continue
+        config |= _read_config_file(Path(path))
+    return config, parse_env
+
+
+def _read_config_file(path: Path) -> dict:
+    """Return one config file's settings, or refuse it naming the file and the fix."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist: check the path "
+                          "given to --config") from None
+    except (OSError, UnicodeDecodeError) as error:
+        why = getattr(error, "strerror", None) or type(error).__name__
+        raise ConfigError(f"config file {str(path)!r} cannot be read ({why})") from None
+    try:
+        value = json.loads(text, parse_float=decimal.Decimal)  # as the Singer SDK reads it
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON ({error.msg} at "
+                          f"line {error.lineno}, column {error.colno}): fix it, e.g. "
+                          '{"auth_token": "...", "api_url": "https://api.piriod.com"}') from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"config file {str(path)!r} holds JSON that is not an object: it "
+                          'must look like {"auth_token": "...", "api_url": "..."}')
+    return value

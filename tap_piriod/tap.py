@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -10,15 +12,23 @@ from typing import TYPE_CHECKING
 import click
 from singer_sdk import Tap
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
+from singer_sdk.exceptions import ConfigValidationError, FatalAPIError, MappingError
+from singer_sdk.plugin_base import _ConfigInput
 
 from piriod.client import PiriodClient
 from piriod.errors import ConfigError, PiriodError
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
+from piriod.settings import (
+    DEFAULT_API_URL,
+    check_api_url,
+    clean_token,
+    read_config_files,
+    user_agent,
+)
 from tap_piriod.output import FastSingerWriter
 from tap_piriod.streams import CustomersStream, parse_instant
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from types import FrameType
 
 NAME = "tap-piriod"
@@ -81,32 +91,54 @@ class TapPiriod(Tap):
         self.stop_signal: int | None = None
         self._clients: list[PiriodClient] = []
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Check the settings a sync needs, with their names and an example; not for discovery.
+
+        Discovery (``--discover``, ``meltano select --list``) only lists the stream and
+        its schema, which need no API call: it runs without a token (the SDK validates
+        nothing then, and its "Config validation failed" warning would only confuse).
+        """
+        if not raise_errors:
+            return []
         try:
-            self._token = clean_token(self.config.get("auth_token"))
-            self._api_url = check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
+            clean_token(self.config.get("auth_token"), NAME)
+            check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
             start = self.config.get("start_date")
             if start is not None:
                 _check_start_date(start)
         except ConfigError as error:
             raise ConfigValidationError(str(error), errors=[str(error)]) from error
+        return super()._validate_config(raise_errors=raise_errors)
 
     @classmethod
     def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
-        """Run the tap; an error of the API or its data ends it with its message alone.
-
-        The message names what failed (request, page, setting); a traceback would add
-        nothing for the person running the tap, and would quote the exception chain,
-        whose inner messages were not all redacted. Bugs still show their traceback.
-        """
-        try:
+        """Run the tap; an expected failure ends it with its message alone (``ended``)."""
+        with ended():
+            for option in ("state", "catalog"):
+                kwargs[option] = _checked_json(option, kwargs.get(option))
             super().invoke(**kwargs)  # type: ignore[arg-type]
-        except (FatalAPIError, PiriodError) as error:
-            raise click.ClickException(str(error)) from None
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """Run ``--test`` as the SDK does, ending an expected failure with its message."""
+        with ended():
+            super().cb_test(ctx, param, value)
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option,
+                  value: tuple[str, ...]) -> _ConfigInput:
+        """Read ``--config``; a missing or broken file is one message, not a traceback."""
+        with ended():
+            config, parse_env = read_config_files(value)
+        return _ConfigInput(config=config, parse_env=parse_env)
 
     def piriod_client(self) -> PiriodClient:
         """Return a client for the configured API (one per stream sync)."""
         client = PiriodClient(
-            self._api_url, self._token, timeout=float(self.config["request_timeout"]),
+            check_api_url(self.config.get("api_url") or DEFAULT_API_URL),
+            clean_token(self.config.get("auth_token")),
+            timeout=float(self.config["request_timeout"]),
             max_retries=int(self.config["max_retries"]),
             user_agent=self.config.get("user_agent") or user_agent(NAME),
             pool_size=int(self.config.get("max_workers") or 1), decimals=True,
@@ -145,6 +177,45 @@ class TapPiriod(Tap):
     def discover_streams(self) -> list[CustomersStream]:
         """Return the tap's streams."""
         return [CustomersStream(self)]
+
+
+@contextlib.contextmanager
+def ended() -> Iterator[None]:
+    """End an expected failure (settings, the API, its data) with its message alone.
+
+    The message names what failed (setting, request, page) and what to do; a traceback
+    would add nothing for the person running the tap, and would quote the exception
+    chain, whose inner messages were not all redacted. Bugs still show their traceback.
+    """
+    try:
+        yield
+    except ConfigValidationError as error:
+        raise click.ClickException("; ".join(error.errors) or str(error)) from None
+    except (FatalAPIError, PiriodError) as error:
+        raise click.ClickException(str(error)) from None
+    except MappingError as error:  # a stream map the SDK cannot apply
+        raise click.ClickException(f"stream_maps: {error} (see "
+                                   "https://sdk.meltano.com/en/latest/stream_maps.html)") from None
+
+
+def _checked_json(option: str, file: object) -> object:
+    """Return a ``--state``/``--catalog`` file unread if it holds a JSON object, else refuse it.
+
+    The SDK would end a broken file with a traceback from its JSON parser.
+    """
+    if file is None:
+        return None
+    text = file.read()  # type: ignore[attr-defined]
+    name = getattr(file, "name", option)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--{option} file {name!r} is not valid JSON ({error.msg} at line "
+                          f"{error.lineno}, column {error.colno}): fix it, or leave --{option} "
+                          "out") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--{option} file {name!r} must hold a JSON object")
+    return io.StringIO(text)
 
 
 def _say(text: str) -> None:

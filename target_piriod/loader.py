@@ -41,7 +41,14 @@ from typing import Any
 import click
 
 from piriod.client import PiriodClient
-from piriod.errors import AuthError, PiriodError, StoppedError
+from piriod.errors import (
+    STATUS_HINTS,
+    ApiError,
+    AuthError,
+    PiriodError,
+    RetriesExhaustedError,
+    StoppedError,
+)
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.index import CustomerIndex
 from target_piriod.jsonsafe import abridge
@@ -101,7 +108,8 @@ class Loader:
         plan_path = config.get("plan_path")
         self.plan_file = PlanFile(plan_path, run_id, dry_run=self.dry_run,
                                   redact=self.client.redact) if plan_path else None
-        self.planner = Planner(self.spec, config.get("mode") or "upsert")
+        self.planner = Planner(self.spec, config.get("mode") or "upsert",
+                               config.get("empty_values") or "ignore")
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
         self.lookups = KeyLookups(
@@ -196,14 +204,17 @@ class Loader:
     def check_access(self) -> int | None:
         """Read one page of customers (a connection test); return their count if told.
 
-        Raises a LoadError naming the setting to fix (auth_token, api_url).
+        Raises a LoadError naming the setting to fix (auth_token, api_url): a 401, 403 or
+        404, or an API that cannot be reached, says so itself; anything else means api_url
+        is not the Piriod API.
         """
         with self._load_errors():
             try:
                 return self.client.check_access()
-            except AuthError:
-                raise
-            except PiriodError as error:  # unreachable, or not the Piriod API
+            except PiriodError as error:
+                if isinstance(error, RetriesExhaustedError) or (
+                        isinstance(error, ApiError) and error.status in STATUS_HINTS):
+                    raise
                 raise PiriodError(f"Piriod could not be read at {self.client.base_url} "
                                   f"({error}); check api_url") from error
 
@@ -214,10 +225,8 @@ class Loader:
             yield
         except StoppedError:
             raise  # not a failure: the run was asked to stop (see stop())
-        except AuthError as error:
-            raise LoadError(self.client.redact(
-                f"Piriod refused the credentials ({error}); check auth_token and api_url"),
-            ) from error
+        except AuthError as error:  # the message names auth_token, api_url and the fix
+            raise LoadError(self.client.redact(str(error))) from error
         except PiriodError as error:  # a value in it (an id in a path) may be megabytes
             raise LoadError(abridge(self.client.redact(str(error)))) from error
         except DeadLetterError as error:

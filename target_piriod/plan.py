@@ -102,9 +102,10 @@ class Plan:
 class Planner:
     """Turns batches of records into plans, for one ``match_field`` and ``mode``."""
 
-    def __init__(self, spec: KeySpec, mode: str) -> None:
+    def __init__(self, spec: KeySpec, mode: str, empty_values: str = "ignore") -> None:
         self.spec = spec
         self.mode = mode
+        self.empty_values = empty_values
         self._validator = PayloadValidator()
 
     def plan(self, records: list[dict], lookup: Lookup) -> Plan:
@@ -140,7 +141,7 @@ class Planner:
 
     def _prepare(self, record: dict, plan: Plan) -> Item | None:
         """Validate a record and find its key; refuse it if either fails."""
-        payload = to_payload(record)
+        payload = to_payload(record, self.empty_values)  # empty cells first, then validate
         key = record_key(record, self.spec)
         errors = self._validator.errors(payload)
         if errors:

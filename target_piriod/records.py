@@ -19,7 +19,8 @@ from typing import Any
 import jsonschema
 
 from piriod.schema import load_customers_schema
-from target_piriod.diff import CODE_FIELDS, write_shape
+from target_piriod.codes import code_problems
+from target_piriod.diff import CODE_FIELDS, WRITABLE, write_shape
 from target_piriod.jsonsafe import MAX_DEPTH, TooDeep, json_problems, shorten
 
 
@@ -58,7 +59,7 @@ class PayloadValidator:
         What no JSON body can carry (NaN, Infinity, text that is not UTF-8) is a problem
         too, named first; a value quoted in a message is cut to a few hundred characters.
         """
-        problems = json_problems(payload)
+        problems = json_problems(payload) + code_problems(payload)
         if not problems and self._fast_check is not None and self._fast_check(payload):
             return []
         found = sorted(self._validator.iter_errors(payload), key=lambda e: list(e.path))
@@ -124,9 +125,35 @@ def _compile_property(rules: dict, checker: jsonschema.FormatChecker,
     return check
 
 
-def to_payload(record: dict) -> dict:
-    """Return the record's writable attributes in write shape, JSON-ready."""
-    return {name: _json_ready(value, 1) for name, value in write_shape(record).items()}
+# What an empty cell (``""``, or only spaces) in a writable attribute means: a CSV export or
+# a spreadsheet has one for every value it does not know. "ignore" (the default) leaves
+# the attribute as Piriod holds it, as if the column were absent; "clear" sets it to null,
+# except the attributes Piriod requires, which are never cleared (left as they are).
+EMPTY_VALUES = ("ignore", "clear")
+REQUIRED = frozenset({"name"})
+
+
+def to_payload(record: dict, empty_values: str = "ignore") -> dict:
+    """Return the record's writable attributes in write shape, JSON-ready.
+
+    Empty strings are dropped or made null first (``EMPTY_VALUES``), so that validation
+    never refuses an empty cell as ``email: '' is not a 'email'``. Only top-level text:
+    a ``metadata`` value of ``""`` is a value like any other.
+    """
+    shaped = write_shape(_without_empty_cells(record, empty_values))
+    return {name: _json_ready(value, 1) for name, value in shaped.items()}
+
+
+def _without_empty_cells(record: dict, empty_values: str) -> dict:
+    """Return the record with its empty writable strings dropped or set to None."""
+    empty = [name for name, value in record.items()  # hot path: no string is copied
+             if isinstance(value, str) and (not value or value.isspace()) and name in WRITABLE]
+    if not empty:
+        return record
+    cleared = [name for name in empty if name not in REQUIRED] if empty_values == "clear" \
+        else []
+    kept = {name: value for name, value in record.items() if name not in empty}
+    return {**kept, **dict.fromkeys(cleared)}
 
 
 def _json_ready(value: Any, depth: int) -> Any:

@@ -62,7 +62,7 @@ class Summary:
         text = (f"target-piriod summary: records={self.records} created={self.created} "
                 f"updated={self.updated} unchanged={self.unchanged} skipped={self.skipped} "
                 f"rejected={self.rejected} seconds={self.seconds:.2f}")
-        notes = ["dry run: nothing was written"] if self.dry_run else []
+        notes = ["dry run: no STATE emitted, nothing was written"] if self.dry_run else []
         if self.plan_path and self.dry_run:
             notes.append(f"plan: {self.plan_lines} customer(s) in {self.plan_path}")
         elif self.plan_path:

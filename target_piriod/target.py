@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from functools import cached_property
 from types import FrameType
@@ -16,18 +17,23 @@ from typing import Any, ClassVar, NoReturn
 import click
 from singer_sdk import Target
 from singer_sdk import typing as th
-from singer_sdk.exceptions import ConfigValidationError, RecordsWithoutSchemaException
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    MappingError,
+    RecordsWithoutSchemaException,
+)
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.metrics import get_metrics_logger
 from singer_sdk.plugin_base import _ConfigInput
 
-from piriod.errors import ConfigError, StoppedError
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token
+from piriod.errors import ConfigError, PiriodError, StoppedError
+from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, read_config_files
 from target_piriod.jsonsafe import quote
 from target_piriod.keys import KeySpec
 from target_piriod.loader import MODES, Loader, LoadError, Summary
 from target_piriod.reader import InputReader
+from target_piriod.records import EMPTY_VALUES
 from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
 from target_piriod.stopping import Interrupted, Stopper
@@ -84,8 +90,15 @@ class TargetPiriod(Target):
                                 "skipped); 'update_only' never creates (unmatched records "
                                 "are rejected)."),
         th.Property("dry_run", th.BooleanType, default=False, title="Dry run",
-                    description="Read and match, but send no writes: report what would be "
-                                "created, updated, left unchanged and rejected."),
+                    description="Read and match, but send no writes and emit no STATE (so "
+                                "the orchestrator keeps its bookmark and the real run after "
+                                "it sends every record): report what would be created, "
+                                "updated, left unchanged and rejected."),
+        th.Property("empty_values", th.StringType, default="ignore",
+                    allowed_values=list(EMPTY_VALUES), title="Empty values",
+                    description="What an empty string (a blank CSV cell) in an attribute "
+                                "means: 'ignore' leaves the attribute as Piriod holds it; "
+                                "'clear' sets it to null. Never an invalid value."),
         th.Property("plan_path", th.StringType, title="Plan path",
                     description="JSONL file of the customers created or updated, one line "
                                 "each: key, id and, per attribute, the value before and "
@@ -125,12 +138,34 @@ class TargetPiriod(Target):
         self.max_parallelism = 1  # one stream; its writes are concurrent in the Loader
         self.run_id = uuid.uuid4().hex[:12]
         self.states = HeldStates()
-        try:
-            KeySpec.parse(self.config.get("match_field") or "id")
-            clean_token(self.config.get("auth_token"))
-            check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
-        except ConfigError as error:
-            raise ConfigValidationError(str(error), errors=[str(error)]) from error
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Check the settings of our own before the SDK's schema, with their names and a fix.
+
+        The SDK would say only "'auth_token' is a required property".
+        """
+        if raise_errors:
+            try:
+                KeySpec.parse(self.config.get("match_field") or "id")
+                clean_token(self.config.get("auth_token"), self.name)
+                check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
+            except ConfigError as error:
+                raise ConfigValidationError(str(error), errors=[str(error)]) from error
+        return super()._validate_config(raise_errors=raise_errors)
+
+    @classmethod
+    def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
+        """Run the target; an expected failure ends it with its message alone (``ended``)."""
+        with ended():
+            super().invoke(**kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option,
+                  value: tuple[str, ...]) -> _ConfigInput:
+        """Read ``--config``; a missing or broken file is one message, not a traceback."""
+        with ended():
+            config, parse_env = read_config_files(value)
+        return _ConfigInput(config=config, parse_env=parse_env)
 
     @classmethod
     def append_builtin_config(cls, config_jsonschema: dict) -> None:
@@ -205,10 +240,11 @@ class TargetPiriod(Target):
         if not value:
             return
         config: _ConfigInput = ctx.params.get("config", _ConfigInput())
-        target = cls(config=config.config, parse_env_config=config.parse_env,
-                     validate_config=True)
-        target._connection_test("connection test", "nothing was written")
-        target.loader.client.close()
+        with ended():
+            target = cls(config=config.config, parse_env_config=config.parse_env,
+                         validate_config=True)
+            target._connection_test("connection test", "nothing was written")
+            target.loader.client.close()
         ctx.exit()
 
     # -- state and the end of the run ----------------------------------------------------
@@ -304,9 +340,14 @@ class TargetPiriod(Target):
         return self.loader.received + sum(sink.current_size for sink in sinks)
 
     def _emit_ready_state(self) -> None:
-        """Pass on the newest STATE whose records are all written or dead-lettered."""
+        """Pass on the newest STATE whose records are all written or dead-lettered.
+
+        A dry run passes on none: a STATE tells the orchestrator that the records before
+        it are loaded, and Meltano would save the source's bookmark, so the real run
+        after the rehearsal would skip them. A dry run changes nothing, state included.
+        """
         state = self.states.ready(self.loader.handled)
-        if state is not None:
+        if state is not None and not self.config.get("dry_run"):
             self._write_state_message(state)
 
     def process_endofpipe(self) -> None:
@@ -322,7 +363,9 @@ class TargetPiriod(Target):
             path = self.loader.report.dead_letters.path
             raise TooManyRejectsError(
                 f"{summary.rejected} record(s) rejected, more than max_rejects={limit}; "
-                f"see {path} (lines with run_id {self.run_id})")
+                f"see {path} (lines with run_id {self.run_id}) for each one's reason: fix "
+                "them at the source and run again (the other records were loaded), or "
+                "raise max_rejects to accept them")
 
     # -- signals (target_piriod.stopping) ------------------------------------------------
 
@@ -390,6 +433,25 @@ class _SummaryOnFailure:
                 not self.target._failure_reported:
             self.target._failure_reported = True
             self.target._report(self.target.loader.finish(), failed=True)
+
+
+@contextlib.contextmanager
+def ended() -> Iterator[None]:
+    """End an expected failure (a setting, the API) with its message alone, exit 1.
+
+    The message names the setting or request and what to do; a traceback would add
+    nothing for the person running the target. Load failures are already LoadErrors
+    (click prints their message); bugs still show their traceback.
+    """
+    try:
+        yield
+    except ConfigValidationError as error:
+        raise click.ClickException("; ".join(error.errors) or str(error)) from None
+    except PiriodError as error:
+        raise click.ClickException(str(error)) from None
+    except MappingError as error:  # a stream map the SDK cannot apply
+        raise click.ClickException(f"stream_maps: {error} (see "
+                                   "https://sdk.meltano.com/en/latest/stream_maps.html)") from None
 
 
 def _json_kind(value: Any) -> str:

@@ -233,7 +233,7 @@ def test_a_token_that_cannot_be_a_header_is_refused_at_start_up(tmp_path, token)
     with HostileServer("plain") as server:
         run = run_target(server.url, tmp_path, token=token)
         received = server.received()
-    assert_fails_clearly(run, "auth_token", "Config validation failed")
+    assert_fails_clearly(run, "Error: auth_token contains control or non-Latin-1 characters")
     assert received == []
 
 

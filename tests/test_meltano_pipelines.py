@@ -261,7 +261,7 @@ def test_reverse_etl_rejects_go_to_the_dead_letter_file_and_fail_the_run(
     run = ("run", "--state-id-suffix", "reverse-etl-rejects", "tap-postgres", "target-piriod")
     rows = [("79.200.001-1", "Válido SpA", "ok@crm.example.com", "CL"),
             ("79.200.002-2", "Correo Malo SpA", "not-an-email", "CL"),   # refused by the target
-            ("79.200.003-3", "País Malo SpA", "pais@crm.example.com", "XX")]  # 400 from the API
+            ("79.200.003-3", "País Malo SpA", "pais@crm.example.com", "XX")]  # unknown code
     for row in rows:
         sql(crm, "INSERT INTO crm.customers (tax_id, name, email, country) "
                  "VALUES (%s, %s, %s, %s)", *row)

@@ -174,7 +174,7 @@ def test_a_plan_is_replaced_and_an_audit_log_appended(sandbox, tmp_path):
 def test_what_the_api_refuses_is_planned_but_not_in_the_audit_log(sandbox, tmp_path):
     seeded = sandbox.customers()[7]
     foreign = "AR-C" if seeded["country"]["id"] != "AR" else "CL-RM"
-    records = [new_customer(1, country="XX", state=None),  # POST answered 400
+    records = [new_customer(1, country="CL", state="AR-C"),  # POST answered 400
                {"id": seeded["id"], "state": foreign},       # PATCH answered 400
                new_customer(2)]
     plan_path, audit_path = tmp_path / "plan.jsonl", tmp_path / "audit.jsonl"

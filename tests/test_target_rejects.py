@@ -21,7 +21,7 @@ def mixed_load(sandbox) -> list[dict]:
     return [
         new_customer(1),
         new_customer(2, email="not-an-email"),              # fails the schema: no request
-        new_customer(3, country="XX", state=None),          # the API answers 400
+        new_customer(3, state="AR-C"),                      # the API answers 400 (not CL's)
         new_customer(4, name=None),                         # the API answers 400 (POST)
         {"id": "doesNotExist", "name": "Gone"},             # 404: deleted
         new_customer(5, country={"name": "Chile"}),         # an object with no code
@@ -43,11 +43,11 @@ def test_rejects_are_dead_lettered_and_the_load_goes_on(sandbox, tmp_path):
     assert rejects["77.002.000-K"]["status"] is None  # never sent
     assert rejects["77.003.000-K"]["reason"] == "api_rejected"
     assert rejects["77.003.000-K"]["status"] == 400
-    assert "country" in rejects["77.003.000-K"]["error"]  # the API's own error body
+    assert "state" in rejects["77.003.000-K"]["error"]  # the API's own error body
     assert rejects["77.004.000-K"]["error"] == {"name": ["This field may not be null."]}
     assert rejects["doesNotExist"]["reason"] == "not_found"
     assert rejects["77.005.000-K"]["reason"] == "invalid"
-    assert rejects["77.003.000-K"]["record"]["country"] == "XX"  # the record as received
+    assert rejects["77.003.000-K"]["record"]["state"] == "AR-C"  # the record as received
     assert all(r["run_id"] == rejects["doesNotExist"]["run_id"] for r in run.rejects)
 
     # The message names how many and where; no traceback for an expected condition.
