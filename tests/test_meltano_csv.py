@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -65,13 +63,6 @@ def run(meltano: Meltano, sandbox: SandboxProcess, suffix: str, *options: str,
     return done.stdout + done.stderr
 
 
-def target_has_setting(name: str) -> bool:
-    """Whether this checkout's target-piriod has a setting (from its --about)."""
-    about = subprocess.run([str(Path(sys.executable).parent / "target-piriod"), "--about",
-                            "--format=json"], capture_output=True, text=True, check=True)
-    return name in json.loads(about.stdout)["settings"]["properties"]
-
-
 def test_the_example_file_creates_updates_and_is_not_read_twice(
         meltano: Meltano, sandbox: SandboxProcess, csv_file: Path) -> None:
     before = by_tax_id(sandbox)
@@ -88,12 +79,8 @@ def test_the_example_file_creates_updates_and_is_not_read_twice(
     renamed = after["76.000.003-2"]
     assert renamed["name"] == "Servicios Díaz Ltda. (renamed in CRM)"
     assert renamed["email"] == before["76.000.003-2"]["email"]
-    # The empty phone cell. TODO(issue 16): after the empty_values branch is merged, only
-    # the first case (an empty cell leaves the attribute as it is, by default) remains.
-    if target_has_setting("empty_values"):
-        assert renamed["phone"] == before["76.000.003-2"]["phone"]
-    else:
-        assert renamed["phone"] == ""
+    # The empty phone cell leaves the attribute as Piriod has it (empty_values: ignore).
+    assert renamed["phone"] == before["76.000.003-2"]["phone"]
 
     new = after["98.100.001-1"]
     assert (new["name"], new["email"], new["phone"], new["country"]["id"]) == (
@@ -129,13 +116,15 @@ def test_an_edited_file_is_read_again_and_only_the_change_is_written(
         assert after[tax_id] == loaded[tax_id]
 
 
-def test_a_rehearsal_without_state_update_leaves_the_real_run_everything(
+def test_a_rehearsal_leaves_the_real_run_everything(
         meltano: Meltano, sandbox: SandboxProcess, csv_file: Path, tmp_path: Path) -> None:
     before = by_tax_id(sandbox)
     plan = tmp_path / "plan.jsonl"
-    dry = run(meltano, sandbox, "csv-rehearsal", "--no-state-update",
+    # No --no-state-update: a dry run emits no STATE, so Meltano saves no bookmark.
+    dry = run(meltano, sandbox, "csv-rehearsal",
               env={"TARGET_PIRIOD_DRY_RUN": "true", "TARGET_PIRIOD_PLAN_PATH": str(plan)})
-    assert "(dry run: nothing was written; plan: 4 customer(s)" in summary(dry)
+    assert "(dry run: no STATE emitted, nothing was written; plan: 4 customer(s)" \
+        in summary(dry)
     assert by_tax_id(sandbox) == before
     planned = [json.loads(line) for line in plan.read_text().splitlines()]
     assert sorted((line["action"], line["key"]["value"]) for line in planned) == [

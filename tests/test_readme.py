@@ -21,7 +21,6 @@ and what the sandbox holds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -166,13 +165,6 @@ class Reader:
         return found[0]
 
 
-def target_has_setting(name: str) -> bool:
-    """Whether this target-piriod has a setting (from its --about)."""
-    about = subprocess.run([str(VENV / "bin" / "target-piriod"), "--about", "--format=json"],
-                           capture_output=True, text=True, check=True)
-    return name in json.loads(about.stdout)["settings"]["properties"]
-
-
 def test_the_readme_runs_as_written_against_a_sandbox(tmp_path: Path) -> None:
     if not (VENV / "bin" / "meltano").exists():
         pytest.fail(f"meltano is not installed in {VENV}: make venv")
@@ -241,20 +233,15 @@ def check_outputs(reader: Reader, outputs: dict[str, str], seeded: dict, doomed:
     # The CSV: the rehearsal writes nothing and saves no bookmark, so the load sends all.
     dry, load = summaries(output_of(outputs, "# Rehearse: what would change?"))
     assert dry.startswith("records=5 created=2 updated=2 unchanged=1 skipped=0 rejected=0")
-    assert "dry run: nothing was written; plan: 4 customer(s)" in dry
+    assert "dry run: no STATE emitted, nothing was written; plan: 4 customer(s)" in dry
     assert load.startswith("records=5 created=2 updated=2 unchanged=1 skipped=0 rejected=0")
     assert reader.customer("76.000.002-6")["email"] == "pagos@serviciosrojas.example"
     assert reader.customer("98.100.001-1")["name"] == "Importadora Sur, SpA"
     assert reader.customer("98.100.002-2")["country"]["id"] == "PE"
     renamed = reader.customer("76.000.003-2")
     assert renamed["name"] == "Servicios Díaz Ltda. (renamed in CRM)"
-    # The row's empty phone cell: with target-piriod's `empty_values` (leave the attribute
-    # as it is, by default) the phone is kept; a target without the setting sends "".
-    # TODO(issue 16): once the empty_values branch is merged, keep only the first case.
-    if target_has_setting("empty_values"):
-        assert renamed["phone"] == seeded["phone"]
-    else:
-        assert renamed["phone"] == ""
+    # The row's empty phone cell: `empty_values: ignore` (the default) keeps the phone.
+    assert renamed["phone"] == seeded["phone"]
 
     state = output_of(outputs, "meltano state list")
     assert '"replication_key_value"' in state and "dev:tap-piriod-to-target-duckdb" in state
