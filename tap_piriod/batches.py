@@ -93,6 +93,24 @@ class FastBatches:
     which keeps bookmarks and counters) and writes them with :func:`write_jsonl_batches`.
     """
 
+    def _write_activate_version_message(self, full_table_version: int) -> None:
+        """Send ACTIVATE_VERSION in RECORD mode only.
+
+        A loader retires every row whose table version is older than the one activated,
+        or has none; BATCH files carry no version (the SDK writes records, not messages),
+        so after a BATCH read every row, those just loaded included, would be marked
+        deleted (target-postgres). Deletions need a full read in RECORD mode (the
+        reconcile job); in BATCH mode the tap says so and sends nothing.
+        """
+        if self.get_batch_config(self.config):  # type: ignore[attr-defined]
+            self.logger.warning(  # type: ignore[attr-defined]
+                "Not sending ACTIVATE_VERSION: this full read was written as BATCH files, "
+                "whose records carry no table version, so a loader would retire every "
+                "row. Customers deleted in Piriod are retired by a full read in RECORD "
+                "mode (batch_config unset), as the reconcile job does.")
+            return
+        super()._write_activate_version_message(full_table_version)  # type: ignore[misc]
+
     def get_batches(self, batch_config: BatchConfig, context: Context | None = None,
                     ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
         """Yield (encoding, manifest) for each file, as the SDK's ``get_batches``."""

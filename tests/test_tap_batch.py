@@ -189,3 +189,25 @@ def test_other_formats_go_to_the_sdk(sandbox: SandboxProcess, tmp_path: Path) ->
     assert run.returncode != 0
     assert "pyarrow" in run.stderr
     assert not list((tmp_path / "files").glob("*.json.gz"))
+
+
+def test_a_full_read_in_batch_mode_activates_no_version(sandbox: SandboxProcess,
+                                                        tmp_path: Path) -> None:
+    """BATCH records carry no table version: ACTIVATE_VERSION would retire every row.
+
+    (target-postgres marks deleted every row whose version is older or missing.) So in
+    BATCH mode the tap reads everything, says why, and activates nothing; the reconcile
+    job runs in RECORD mode (tests/test_tap_converge.py covers that order).
+    """
+    from test_tap_converge import full_table_catalog
+    from test_tap_incremental import first_catalog
+
+    catalog = full_table_catalog(first_catalog(sandbox, tmp_path))
+    run = run_tap(sandbox, tmp_path, catalog=catalog,
+                  batch_config=batch_config(tmp_path / "files"))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "ACTIVATE_VERSION" not in {message["type"] for message in run.messages}
+    assert "Not sending ACTIVATE_VERSION: this full read was written as BATCH files" \
+        in run.stderr
+    files = [m["manifest"][0] for m in run.messages if m["type"] == "BATCH"]
+    assert sum(len(read_lines(url)) for url in files) == SANDBOX_CUSTOMERS
