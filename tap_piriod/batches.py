@@ -3,7 +3,7 @@
 singer-sdk 0.54's ``Stream.get_batches`` hands the stream's records to its
 ``JSONLinesBatcher``, which gathers ``batch_size`` records (10,000 by default) in a list,
 encodes each with simplejson and gzips the lot at compression level 9. For the tap that
-meant 1.6 to 3.3 times the time of RECORD mode and 2.3 times its memory
+meant 1.6 to 3.3 times the wall time of RECORD mode and 2.3 times its memory
 (docs/benchmarks.md).
 
 :class:`FastBatches` writes the same files, named the same way, through the same
@@ -18,7 +18,7 @@ the SDK's ``lazy_chunked_generator`` does). Only the way the bytes are made diff
   flat whatever the batch size;
 * gzip runs at ``GZIP_LEVEL`` (chosen by measurement, see docs/benchmarks.md) instead of 9:
   the files are read once, by a loader on the same disk or network, and level 9 makes
-  them 23% smaller for 6 to 7 times the CPU (decompressing costs the same).
+  them 23% smaller for 6 times the CPU.
 
 As with the SDK, the files hold the stream's records as ``get_records``/``post_process``
 give them (no type conformance, no stream maps: those apply to RECORD messages only), and
