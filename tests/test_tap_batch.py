@@ -17,6 +17,8 @@ import decimal
 import gzip
 import json
 import re
+import signal
+import subprocess
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +27,7 @@ from singer_sdk.contrib.batch_encoder_jsonl import JSONLinesBatcher
 from singer_sdk.helpers._batch import BaseBatchFileEncoding, BatchConfig
 from singer_sdk.sinks import BatchSink
 from singer_sdk.target_base import Target
-from tap_helpers import run_tap
+from tap_helpers import TAP, run_tap, tap_config, write_json
 
 from piriod_sandbox import SandboxProcess
 from tap_piriod import batches
@@ -211,3 +213,40 @@ def test_a_full_read_in_batch_mode_activates_no_version(sandbox: SandboxProcess,
         in run.stderr
     files = [m["manifest"][0] for m in run.messages if m["type"] == "BATCH"]
     assert sum(len(read_lines(url)) for url in files) == SANDBOX_CUSTOMERS
+
+
+def test_a_signal_in_batch_mode_announces_only_whole_files(sandbox: SandboxProcess,
+                                                           tmp_path: Path) -> None:
+    """SIGTERM mid-run: the BATCH messages sent name whole files; no bookmark moves.
+
+    Page 3 takes 8 s, so the signal (sent once the first BATCH is out) lands before the
+    read can end; wherever it lands, a file is only announced once it holds batch_size
+    records, and the file being filled when the tap stops is never announced.
+    """
+    sandbox.set_faults(slow_ms=8000, script=[{"nth": 3, "fault": "slow"}])
+    config = write_json(tmp_path, "config.json", tap_config(
+        sandbox, page_size=20, max_workers=1,
+        batch_config=batch_config(tmp_path / "files", size=30)))
+    process = subprocess.Popen([*TAP, "--config", config], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    lines = []
+    while not any(b'"type":"BATCH"' in line for line in lines):
+        line = process.stdout.readline()
+        assert line, process.stderr.read().decode()[-2000:]
+        lines.append(line)
+    process.send_signal(signal.SIGTERM)
+    lines += process.stdout.read().splitlines()
+    stderr = process.stderr.read().decode()
+    process.wait(timeout=60)
+    assert process.returncode == 143, stderr[-2000:]
+    messages = [json.loads(line) for line in lines]  # every line whole
+    announced = [m["manifest"][0] for m in messages if m["type"] == "BATCH"]
+    files = [read_lines(url) for url in announced]
+    assert files and all(len(rows) == 30 for rows in files)
+    ids = [row["id"] for rows in files for row in rows]
+    assert len(set(ids)) == len(ids) < SANDBOX_CUSTOMERS
+    on_disk = {path.as_uri() for path in (tmp_path / "files").glob("*.json.gz")}
+    assert set(announced) <= on_disk and len(on_disk - set(announced)) <= 1
+    states = [m["value"] for m in messages if m["type"] == "STATE"]
+    assert states and all("replication_key_value" not in state["bookmarks"]["customers"]
+                          for state in states)  # progress markers only: no bookmark
