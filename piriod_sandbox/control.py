@@ -104,6 +104,8 @@ class SandboxProcess:
         """Change customers behind the API's back: set ``updated`` (now by default) and fields.
 
         Pass ``ids``, or ``count`` to pick that many at random. Returns the touched ids.
+        A change naming an attribute the API does not document (``{"loyalty_tier": ...}``)
+        adds it to those customers, as Piriod adding an attribute would.
         """
         body = {"ids": ids, "count": count, "updated": updated, "changes": changes or {},
                 "rng_seed": rng_seed}

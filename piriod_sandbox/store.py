@@ -476,4 +476,8 @@ class CustomerStore:
             "created": render_time(created_us, tz),
             "updated": render_time(updated_us, tz),
         }
-        return {key: shaped.get(key) for key in READ_ORDER}
+        read = {key: shaped.get(key) for key in READ_ORDER}
+        # An attribute the documentation does not list (Piriod added one): only the
+        # control API's ``touch`` stores one. It is served after the documented ones.
+        read.update((key, value) for key, value in data.items() if key not in read)
+        return read

@@ -48,6 +48,8 @@ from piriod.client import PiriodClient
 from piriod.errors import ParametersRefusedError, PiriodError, StoppedError
 from piriod.pages import Page
 from piriod.schema import customers_schema_path
+from tap_piriod.attributes import UnknownAttributeLog
+from tap_piriod.batches import FastBatches
 from tap_piriod.delivered import STATE_KEY, DeliveredSet
 from tap_piriod.fast_records import FastRecordMessages
 
@@ -86,7 +88,7 @@ def parse_instant(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class CustomersStream(FastRecordMessages, Stream):
+class CustomersStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stream):
     """Piriod customers, incremental by ``updated``."""
 
     name = "customers"

@@ -15,6 +15,8 @@ import inspect
 
 import pytest
 from singer_sdk import Stream, Target
+from singer_sdk.batch import Batcher, lazy_chunked_generator
+from singer_sdk.contrib.batch_encoder_jsonl import JSONLinesBatcher
 from singer_sdk.sinks import BatchSink
 
 from tap_piriod.streams import CustomersStream
@@ -26,6 +28,8 @@ HOOKS = [
     (Stream, "_generate_record_messages", ["record"], CustomersStream),
     (Stream, "_write_activate_version_message", ["full_table_version"], CustomersStream),
     (Stream, "_write_replication_key_signpost", ["context", "value"], None),
+    (Stream, "_sync_records", ["context", "write_messages"], CustomersStream),
+    (Stream, "get_batches", ["batch_config", "context"], CustomersStream),
     (Target, "_process_record_message", ["message_dict"], TargetPiriod),
     (Target, "_process_schema_message", ["message_dict"], TargetPiriod),
     (Target, "_write_state_message", ["state"], None),
@@ -50,6 +54,35 @@ def test_the_sdk_still_asks_about_activate_version_before_the_records():
     source = inspect.getsource(Stream.sync)
     assert "emit_activate_version_messages" in source
     assert "_write_activate_version_message" in source
+
+
+def test_the_sdk_batches_as_tap_piriod_batches_assumes():
+    """tap_piriod/batches.py replaces the SDK's JSONL batcher, keeping its files and order.
+
+    Its get_batches reads the records as the SDK's does, names files as its
+    JSONLinesBatcher does, and (like lazy_chunked_generator) announces a file after its
+    last record; each BATCH message is followed by the stream's STATE.
+    """
+    assert "self._sync_records(context, write_messages=False)" in inspect.getsource(
+        Stream.get_batches)
+    batcher = inspect.getsource(JSONLinesBatcher.get_batches)
+    assert 'sync_id = f"{self.tap_name}--{self.stream_name}-{uuid4()}"' in batcher
+    assert 'filename = f"{prefix}{sync_id}-{i}.json.gz"' in batcher
+    assert "gzip.GzipFile(fileobj=f" in batcher and "serialize_json(record)" in batcher
+    assert "storage.get_url(filename)" in batcher
+    assert Batcher.get_batcher("jsonl") is JSONLinesBatcher
+    assert "list(itertools.islice(iterator, chunk_size))" in inspect.getsource(
+        lazy_chunked_generator)
+    sync_batches = inspect.getsource(Stream._sync_batches)
+    assert sync_batches.index("_write_batch_message") < sync_batches.index(
+        "_write_state_message")
+
+
+def test_both_modes_go_through_sync_records():
+    """tap_piriod/attributes.py tallies records in _sync_records, RECORD mode and BATCH."""
+    assert "self._sync_records(context=context)" in inspect.getsource(Stream.sync)
+    assert "self._sync_batches(batch_config, context=context)" in inspect.getsource(
+        Stream.sync)
 
 
 def test_the_target_keeps_its_sinks_where_ours_looks_for_them():
