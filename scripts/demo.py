@@ -6,7 +6,8 @@
 4. edit and add customers in the sandbox, run again: only those rows move (Meltano state);
 5. reverse ETL: a CRM export (JSONL) of edited and new customers goes back into Piriod with
    `meltano run tap-jsonl target-piriod`, matched on tax_id; print the target's summary;
-6. stop the sandbox.
+6. stop the sandbox;
+7. model the copy with dbt (`meltano run dbt-duckdb:run dbt-duckdb:test`): a few rows.
 
 It starts from a clean slate each time (its DuckDB file, export and state are its own) and
 leaves logs in output/demo/. Run it again as often as you like.
@@ -38,7 +39,7 @@ LOGS = OUTPUT / "demo"
 WAREHOUSE = OUTPUT / "warehouse.duckdb"
 CRM_EXPORT = OUTPUT / "crm-export.jsonl"
 SUFFIX = "demo"  # the demo's own state ids: dev:<tap>-to-<target>:demo
-PLUGINS = ("tap-piriod", "target-duckdb", "tap-jsonl", "target-piriod")
+PLUGINS = ("tap-piriod", "target-duckdb", "tap-jsonl", "target-piriod", "dbt-duckdb")
 
 
 def say(text: str = "") -> None:
@@ -136,6 +137,22 @@ def replicate(log: str) -> tuple[int, int, int]:
                      "FROM piriod.customers", before)[0]
 
 
+def show_models() -> None:
+    """Build the dbt models on the DuckDB file (dbt run, dbt test) and show a few rows."""
+    say("==> 7. Model the copy: meltano run dbt-duckdb:run dbt-duckdb:test (transform/)")
+    output = meltano("run", "dbt-duckdb:run", "dbt-duckdb:test", log="dbt.log")
+    done = [line.split("Done. ", 1)[1] for line in output.splitlines() if "Done. PASS=" in line]
+    say(f"    dbt test: {done[-1] if done else 'see output/demo/dbt.log'}")
+    table(warehouse("SELECT customer_id, name, country_code, state_name, balance, contact_count "
+                    "FROM analytics.stg_piriod__customers WHERE NOT is_deleted "
+                    "ORDER BY contact_count DESC, customer_id LIMIT 4"),
+          ("customer_id", "name", "country_code", "state_name", "balance", "contact_count"))
+    table(warehouse("SELECT customer_id, contact_id, name, email "
+                    "FROM analytics.stg_piriod__customer_contacts "
+                    "ORDER BY customer_id, contact_position LIMIT 3"),
+          ("customer_id", "contact_id", "name", "email"))
+
+
 def main() -> None:
     """Run the demo."""
     started = time.monotonic()
@@ -201,6 +218,7 @@ def main() -> None:
     finally:
         say("==> 6. Stop the sandbox")
         stop_sandbox(sandbox)
+    show_models()  # dbt reads the warehouse only: no sandbox needed
     say(f"Done in {time.monotonic() - started:.0f} s. Logs: output/demo/. Try it yourself: "
         "`make sandbox`, then `.venv/bin/meltano --environment=dev run tap-piriod target-duckdb`")
 

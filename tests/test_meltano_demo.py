@@ -32,6 +32,8 @@ def test_demo_runs_the_whole_loop_twice(tmp_path: Path) -> None:
         pytest.fail("meltano is not installed in this venv: pip install -e '.[test,meltano]'")
     (tmp_path / "scripts").mkdir()
     shutil.copy(REPO / "scripts" / "demo.py", tmp_path / "scripts" / "demo.py")
+    shutil.copytree(REPO / "transform", tmp_path / "transform",
+                    ignore=shutil.ignore_patterns("target", "logs"))
     text = (REPO / "meltano.yml").read_text().replace("pip_url: -e .\n",
                                                       f"pip_url: -e {REPO}\n")
     (tmp_path / "meltano.yml").write_text(text)
@@ -52,6 +54,11 @@ def test_demo_runs_the_whole_loop_twice(tmp_path: Path) -> None:
                 "rejected=0") in output
         assert "(renamed in CRM)'" in output
         assert "==> 6. Stop the sandbox" in output
+        # The models, built and tested by dbt on the demo's DuckDB file: 502 customers.
+        assert "dbt test: PASS=16 WARN=0 ERROR=0" in output, output
+        assert re.search(r"customer_id +name +country_code +state_name +balance +contact_count"
+                         r"\n.*\n +\w+ .+ [A-Z]{2} ", output), output
+        assert "==> 7. Model the copy" in output.split("==> 6. Stop the sandbox")[1]
     # The sandbox is gone: its port is free again.
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(env["PIRIOD_DEMO_PORT"]))) != 0
