@@ -6,15 +6,15 @@
 #}
 
 {# The number of elements of an array column (0 for SQL or JSON null). #}
-{% macro json_array_length(column) %}
-  {{- return(adapter.dispatch('json_array_length', 'piriod')(column)) -}}
+{% macro piriod_array_length(column) %}
+  {{- return(adapter.dispatch('piriod_array_length')(column)) -}}
 {% endmacro %}
 
-{% macro duckdb__json_array_length(column) -%}
+{% macro duckdb__piriod_array_length(column) -%}
   coalesce(json_array_length({{ column }}), 0)
 {%- endmacro %}
 
-{% macro postgres__json_array_length(column) -%}
+{% macro postgres__piriod_array_length(column) -%}
   coalesce(cardinality({{ column }}), 0)
 {%- endmacro %}
 
@@ -24,11 +24,11 @@
   `element` (the element, JSON / jsonb) and `position` (1 for the first element).
   Rows whose array is empty or null give no row.
 #}
-{% macro unnest_json_array(relation, key, column) %}
-  {{- return(adapter.dispatch('unnest_json_array', 'piriod')(relation, key, column)) -}}
+{% macro piriod_unnest_array(relation, key, column) %}
+  {{- return(adapter.dispatch('piriod_unnest_array')(relation, key, column)) -}}
 {% endmacro %}
 
-{% macro duckdb__unnest_json_array(relation, key, column) -%}
+{% macro duckdb__piriod_unnest_array(relation, key, column) -%}
   select
       {{ key }} as key,
       unnest(cast({{ column }} as json[])) as element,
@@ -37,7 +37,7 @@
   where json_array_length({{ column }}) > 0
 {%- endmacro %}
 
-{% macro postgres__unnest_json_array(relation, key, column) -%}
+{% macro postgres__piriod_unnest_array(relation, key, column) -%}
   select
       rows.{{ key }} as key,
       elements.element,
@@ -48,14 +48,14 @@
 
 
 {# Whether `expression` matches the regular expression `pattern` as a whole. #}
-{% macro regex_full_match(expression, pattern) %}
-  {{- return(adapter.dispatch('regex_full_match', 'piriod')(expression, pattern)) -}}
+{% macro piriod_full_match(expression, pattern) %}
+  {{- return(adapter.dispatch('piriod_full_match')(expression, pattern)) -}}
 {% endmacro %}
 
-{% macro duckdb__regex_full_match(expression, pattern) -%}
+{% macro duckdb__piriod_full_match(expression, pattern) -%}
   regexp_full_match({{ expression }}, '{{ pattern }}')
 {%- endmacro %}
 
-{% macro postgres__regex_full_match(expression, pattern) -%}
+{% macro postgres__piriod_full_match(expression, pattern) -%}
   ({{ expression }} ~ '^(?:{{ pattern }})$')
 {%- endmacro %}

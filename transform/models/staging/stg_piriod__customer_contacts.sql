@@ -6,7 +6,7 @@
 
 with contacts as (
 
-    {{ unnest_json_array(source('piriod', 'customers'), 'id', 'contacts') }}
+    {{ piriod_unnest_array(source('piriod', 'customers'), 'id', 'contacts') }}
 
 ),
 

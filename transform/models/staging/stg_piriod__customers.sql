@@ -3,7 +3,7 @@
   columns, conventional names, and the loader's soft delete as `is_deleted`. A customer
   deleted in Piriod keeps its row (flagged), so that facts keyed on it still join.
 #}
-{%- set source_columns = column_names(source('piriod', 'customers')) -%}
+{%- set source_columns = piriod_column_names(source('piriod', 'customers')) -%}
 
 with customers as (
 
@@ -31,16 +31,16 @@ select
     cast(aggregations ->> 'sales' as decimal(38, 6)) as sales,
     cast(aggregations ->> 'sales_current_period' as decimal(38, 6)) as sales_current_period,
 
-    cast({{ json_array_length('contacts') }} as integer) as contact_count,
-    cast({{ json_array_length('sources') }} as integer) as payment_source_count,
+    cast({{ piriod_array_length('contacts') }} as integer) as contact_count,
+    cast({{ piriod_array_length('sources') }} as integer) as payment_source_count,
     metadata,
 
     cast(created as timestamp) as created_at,
     cast(updated as timestamp) as updated_at,
 
-    {{ column_or_null(source_columns, '_sdc_deleted_at', 'timestamp') }} is not null as is_deleted,
-    {{ column_or_null(source_columns, '_sdc_deleted_at', 'timestamp') }} as deleted_at,
-    {{ column_or_null(source_columns, '_sdc_extracted_at', 'timestamp') }} as extracted_at,
-    {{ column_or_null(source_columns, '_sdc_batched_at', 'timestamp') }} as loaded_at
+    {{ piriod_column_or_null(source_columns, '_sdc_deleted_at', 'timestamp') }} is not null as is_deleted,
+    {{ piriod_column_or_null(source_columns, '_sdc_deleted_at', 'timestamp') }} as deleted_at,
+    {{ piriod_column_or_null(source_columns, '_sdc_extracted_at', 'timestamp') }} as extracted_at,
+    {{ piriod_column_or_null(source_columns, '_sdc_batched_at', 'timestamp') }} as loaded_at
 
 from customers

@@ -7,6 +7,6 @@
 select {{ column_name }}
 from {{ model }}
 where {{ column_name }} is not null
-  and not {{ regex_full_match(column_name, pattern) }}
+  and not {{ piriod_full_match(column_name, pattern) }}
 
 {% endtest %}
