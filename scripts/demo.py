@@ -143,7 +143,8 @@ def show_models() -> None:
     output = meltano("run", "dbt-duckdb:run", "dbt-duckdb:test", log="dbt.log")
     done = [line.split("Done. ", 1)[1] for line in output.splitlines() if "Done. PASS=" in line]
     say(f"    dbt test: {done[-1] if done else 'see output/demo/dbt.log'}")
-    table(warehouse("SELECT customer_id, name, country_code, state_name, balance, contact_count "
+    table(warehouse("SELECT customer_id, name, country_code, state_name, round(balance, 2), "
+                    "contact_count "
                     "FROM analytics.stg_piriod__customers WHERE NOT is_deleted "
                     "ORDER BY contact_count DESC, customer_id LIMIT 4"),
           ("customer_id", "name", "country_code", "state_name", "balance", "contact_count"))
