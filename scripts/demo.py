@@ -6,7 +6,8 @@
 4. edit and add customers in the sandbox, run again: only those rows move (Meltano state);
 5. reverse ETL: a CRM export (JSONL) of edited and new customers goes back into Piriod with
    `meltano run tap-jsonl target-piriod`, matched on tax_id; print the target's summary;
-6. stop the sandbox, and print the command that queries the warehouse.
+6. model the copy with dbt (`meltano run dbt-duckdb:run dbt-duckdb:test`): a few rows;
+7. stop the sandbox, and print the command that queries the warehouse.
 
 Everything it writes is its own, under output/demo/: the DuckDB file (not the
 output/warehouse.duckdb of your own `meltano run`), the export, the rejects file, the logs;
@@ -45,7 +46,7 @@ WAREHOUSE = DEMO / "warehouse.duckdb"
 CRM_EXPORT = DEMO / "crm-export.jsonl"
 REJECTS = DEMO / "target-piriod-rejects.jsonl"
 SUFFIX = "demo"  # the demo's own state ids: dev:<tap>-to-<target>:demo
-PLUGINS = ("tap-piriod", "target-duckdb", "tap-jsonl", "target-piriod")
+PLUGINS = ("tap-piriod", "target-duckdb", "tap-jsonl", "target-piriod", "dbt-duckdb")
 # The query the demo ends with, for the reader to run (duckdb's Python package is in .venv).
 QUERY = ("SELECT id, name, tax_id, updated FROM piriod.customers "
          "ORDER BY updated DESC LIMIT 5")
@@ -220,6 +221,21 @@ def reverse_etl(demo: Demo) -> None:
     say(f"    Piriod now has {renamed['id']}: {renamed['name']!r}")
 
 
+def model(demo: Demo) -> None:
+    """Build the dbt models on the demo's DuckDB file (dbt run, dbt test); show a few rows."""
+    output = meltano("run", "dbt-duckdb:run", "dbt-duckdb:test", log="dbt.log")
+    done = [line.split("Done. ", 1)[1] for line in output.splitlines() if "Done. PASS=" in line]
+    say(f"    dbt test: {done[-1] if done else f'see {shown(DEMO)}/dbt.log'}")
+    table(warehouse("SELECT customer_id, name, country_code, state_name, round(balance, 2), "
+                    "contact_count FROM analytics.stg_piriod__customers WHERE NOT is_deleted "
+                    "ORDER BY contact_count DESC, customer_id LIMIT 4"),
+          ("customer_id", "name", "country_code", "state_name", "balance", "contact_count"))
+    table(warehouse("SELECT customer_id, contact_id, name, email "
+                    "FROM analytics.stg_piriod__customer_contacts "
+                    "ORDER BY customer_id, contact_position LIMIT 3"),
+          ("customer_id", "contact_id", "name", "email"))
+
+
 # (title, step): printed as "==> N. title", run in this order. Add steps here.
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("meltano install " + " ".join(PLUGINS), install),
@@ -227,6 +243,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Edit 5 customers and add 2 in Piriod, then run incrementally", incremental_run),
     ("Reverse ETL: a CRM export back into Piriod "
      "(meltano run tap-jsonl target-piriod, matched on tax_id)", reverse_etl),
+    ("Model the copy: meltano run dbt-duckdb:run dbt-duckdb:test (transform/)", model),
 ]
 
 

@@ -1,9 +1,10 @@
 """What the Meltano end-to-end tests share: the installed project, the runner, the env.
 
-``installed_project()`` copies the repo's ``meltano.yml`` into a temp dir (the repo's
-``.meltano/`` is left alone), points ``tap-piriod``/``target-piriod`` at this checkout and
-runs ``meltano install`` once per test session: every module that calls it gets the same
-project, so plugins are installed once (state ids keep the modules apart: each test runs
+``installed_project()`` copies the repo's ``meltano.yml`` and its dbt project
+(``transform/``) into a temp dir (the repo's ``.meltano/`` is left alone), points
+``tap-piriod``/``target-piriod`` at this checkout and runs ``meltano install`` once per test
+session: every module that calls it gets the same project, so plugins (the dbt utilities
+too) are installed once (state ids keep the modules apart: each test runs
 with its own ``--state-id-suffix``).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -72,6 +74,8 @@ def installed_project(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
     assert text.count("pip_url: -e .\n") == 2, "tap-piriod and target-piriod install the repo"
     (root / "meltano.yml").write_text(text.replace("pip_url: -e .\n", f"pip_url: -e {REPO}\n"))
     (root / "output").mkdir()
+    shutil.copytree(REPO / "transform", root / "transform",  # the dbt project of the jobs
+                    ignore=shutil.ignore_patterns("target", "logs"))
     project = Meltano(root)
     started = time.monotonic()
     project("install", timeout=1800)

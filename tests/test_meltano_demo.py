@@ -34,6 +34,8 @@ def test_demo_runs_the_whole_loop_twice(tmp_path: Path) -> None:
         pytest.fail("meltano is not installed in this venv: pip install -e '.[test,meltano]'")
     (tmp_path / "scripts").mkdir()
     shutil.copy(REPO / "scripts" / "demo.py", tmp_path / "scripts" / "demo.py")
+    shutil.copytree(REPO / "transform", tmp_path / "transform",
+                    ignore=shutil.ignore_patterns("target", "logs"))
     text = (REPO / "meltano.yml").read_text().replace("pip_url: -e .\n",
                                                       f"pip_url: -e {REPO}\n")
     (tmp_path / "meltano.yml").write_text(text)
@@ -61,7 +63,12 @@ def test_demo_runs_the_whole_loop_twice(tmp_path: Path) -> None:
         assert ("target-piriod summary: records=5 created=2 updated=2 unchanged=1 skipped=0 "
                 "rejected=0") in output
         assert "(renamed in CRM)'" in output
-        assert "==> 6. Stop the sandbox" in output
+        assert "==> 7. Stop the sandbox" in output
+        # The models, built and tested by dbt on the demo's DuckDB file: 502 customers.
+        assert "dbt test: PASS=16 WARN=0 ERROR=0" in output, output
+        assert re.search(r"customer_id +name +country_code +state_name +balance +contact_count"
+                         r"\n.*\n +\w+ .+ [A-Z]{2} ", output), output
+        assert "==> 6. Model the copy" in output.split("==> 7. Stop the sandbox")[0]
     for path, content in users_own.items():
         assert path.read_bytes() == content, f"the demo changed {path.name}"
 

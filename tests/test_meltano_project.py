@@ -134,7 +134,7 @@ def test_hub_definition_can_be_added_to_a_new_project(tmp_path: Path, name: str)
 def test_jobs_and_schedules_are_listed(project: Path) -> None:
     schedules = meltano(project, "--environment=prod", "schedule", "list")
     assert "job warehouse-replication-hourly: warehouse-replication → " \
-           "['tap-piriod target-postgres']" in schedules
+           "['tap-piriod target-postgres dbt-postgres:run dbt-postgres:test']" in schedules
     assert "reverse-etl-every-15-minutes: reverse-etl → ['tap-postgres target-piriod']" \
         in schedules
     assert "reverse-etl-csv-hourly: reverse-etl-csv → ['tap-spreadsheets target-piriod']" \
