@@ -40,6 +40,7 @@ class ChurnPlan:
 
     @classmethod
     def from_dict(cls, data: dict) -> ChurnPlan:
+        """Build a plan from JSON; unknown keys and negative numbers are errors (a 400)."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown churn setting(s): {', '.join(sorted(unknown))}")
@@ -84,6 +85,7 @@ class Churner:
             self.inserted += inserted
 
     def report(self) -> dict:
+        """Return the plan and what it did so far."""
         with self._lock:
             return {**asdict(self.plan), "list_requests": self.list_requests,
                     "applied": self.applied, "deleted": list(self.deleted),
