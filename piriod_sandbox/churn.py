@@ -10,7 +10,9 @@ reader against that deterministically (not by timing), the sandbox applies a chu
   (0: once); ``times``: at most that many churns (0: no limit when ``every`` is set);
 * ``deletes`` customers deleted and ``inserts`` customers inserted per churn, among the
   first ``within`` customers in creation order (0: anywhere), inserts stamped with a
-  ``created`` between two existing rows and ``updated`` now;
+  ``created`` between two existing rows and ``updated`` now; ``insert_from`` > 0 puts
+  the inserts after that row (0-based) of the whole list instead (a delete behind the
+  read and an insert ahead of it: a move that changes no count);
 * ``rng_seed`` makes the choice of rows repeatable.
 
 ``GET /_sandbox/churn`` answers the plan with what it did: list requests counted,
@@ -36,6 +38,7 @@ class ChurnPlan:
     deletes: int = 0
     inserts: int = 0
     within: int = 0
+    insert_from: int = 0
     rng_seed: int | None = None
 
     @classmethod
@@ -45,7 +48,8 @@ class ChurnPlan:
         if unknown:
             raise ValueError(f"unknown churn setting(s): {', '.join(sorted(unknown))}")
         plan = cls(**data)
-        numbers = (plan.at, plan.every, plan.times, plan.deletes, plan.inserts, plan.within)
+        numbers = (plan.at, plan.every, plan.times, plan.deletes, plan.inserts, plan.within,
+                   plan.insert_from)
         if any(type(value) is not int or value < 0 for value in numbers):
             raise ValueError("churn settings are non-negative integers")
         return plan
@@ -80,7 +84,8 @@ class Churner:
                 return
             self.applied += 1
             deleted, inserted = store.churn(self.plan.deletes, self.plan.inserts,
-                                            self.plan.within, self._rng)
+                                            self.plan.within, self._rng,
+                                            self.plan.insert_from)
             self.deleted += deleted
             self.inserted += inserted
 

@@ -385,14 +385,15 @@ class CustomerStore:
                 self._db.executemany(_INSERT_SQL, rows)
         return [row[0] for row in rows]
 
-    def churn(self, deletes: int, inserts: int, within: int,
-              rng: random.Random) -> tuple[list[str], list[str]]:
+    def churn(self, deletes: int, inserts: int, within: int, rng: random.Random,
+              insert_from: int = 0) -> tuple[list[str], list[str]]:
         """Delete and insert customers among the first ``within`` in creation order.
 
         What another client does while a listing is read: deletes, and inserts that a
         late-committing transaction stamped with a ``created`` between two existing rows
         (``updated`` is now). Either shifts every later row of the listing by one slot.
-        ``within`` 0 means the whole list. Returns (deleted ids, inserted ids).
+        ``within`` 0 means the whole list; ``insert_from`` > 0 puts the inserts after that
+        row (0-based) of the whole list instead. Returns (deleted ids, inserted ids).
         """
         with self._lock:
             rows = [(row[0], row[1]) for row in self._db.execute(
@@ -403,9 +404,10 @@ class CustomerStore:
             with self._transaction():
                 self._db.executemany("DELETE FROM customers WHERE id = ?",
                                      [(customer_id,) for customer_id in doomed])
-                for _ in range(inserts if len(region) > 1 else 0):
-                    slot = rng.randrange(len(region) - 1)
-                    created = (region[slot][1] + region[slot + 1][1]) // 2
+                among = rows if insert_from else region
+                for _ in range(inserts if len(among) > insert_from + 1 else 0):
+                    slot = rng.randrange(insert_from, len(among) - 1)
+                    created = (among[slot][1] + among[slot + 1][1]) // 2
                     self._seq += 1
                     values = self._insert_values(plain_customer(rng, self._seq), self._seq,
                                                  created, now)

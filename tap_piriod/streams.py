@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
@@ -49,6 +50,8 @@ from piriod.errors import ParametersRefusedError, PiriodError, StoppedError
 from piriod.listing import Listing
 from piriod.pages import Page
 from piriod.schema import customers_schema_path
+from tap_piriod.complete_read import STATE_KEY as COMPLETE_READ
+from tap_piriod.complete_read import ReadIds
 from tap_piriod.delivered import STATE_KEY, DeliveredSet
 from tap_piriod.fast_records import FastRecordMessages
 
@@ -109,6 +112,7 @@ class CustomersStream(FastRecordMessages, Stream):
         self._delivered: DeliveredSet | None = None
         self._pending_version: int | None = None
         self._query: dict[str, t.Any] = {}  # this run's query, less what the API refused
+        self._read_ids: ReadIds | None = None  # a FULL_TABLE read's ids (reconciles only)
 
     @property
     def client(self) -> PiriodClient:
@@ -133,9 +137,14 @@ class CustomersStream(FastRecordMessages, Stream):
         self._query = self.query()
         listing = Listing(lambda: self._pages(self._query),
                           lambda: self.client.count(self._query), logger=self.logger)
+        reconciling = self._pending_version is not None and not self._incremental
+        self._read_ids = ReadIds() if reconciling else None
+        found: list[str] = []
         try:
             for page in listing:
                 yield from self._records_of(page)
+            if reconciling and listing.settled:
+                found = yield from self._customers_the_read_lacks()
         except StoppedError:
             self._tap.check_stop(self._progress["emitted"])  # type: ignore[attr-defined]
             raise
@@ -145,8 +154,31 @@ class CustomersStream(FastRecordMessages, Stream):
         self._report_listing(listing)
         if self._incremental:
             self._remember_window(listing.settled)
-        elif self._pending_version is not None and listing.settled:  # a complete read
+        elif reconciling and listing.settled:  # a complete read
+            assert self._pending_version is not None and self._read_ids is not None
             super()._write_activate_version_message(self._pending_version)
+            self.stream_state[COMPLETE_READ] = self._read_ids.to_state(found)
+
+    def _customers_the_read_lacks(self) -> t.Generator[dict, None, list[str]]:
+        """Fetch by id each customer the previous complete read had and this one lacks.
+
+        Yields those Piriod still has (200), so that ACTIVATE_VERSION deletes only the
+        ones it answers 404 for; returns the ids of those yielded.
+        """
+        assert self._read_ids is not None
+        missing = self._read_ids.missing_from(self.stream_state.get(COMPLETE_READ))
+        if not missing:
+            return []
+        workers = max(1, int(self.config.get("max_workers") or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="piriod-recheck") as pool:
+            answers = list(pool.map(self.client.get_customer, missing))
+        found = [customer for customer in answers if isinstance(customer, dict)]
+        level = self.logger.warning if found else self.logger.info
+        level("%d customer(s) of the previous complete read were not in this one: %d still "
+              "exist and are emitted (the listing moved unseen), %d are gone (404)",
+              len(missing), len(found), len(missing) - len(found))
+        yield from found
+        return [str(customer.get("id")) for customer in found]
 
     def _report_listing(self, listing: Listing) -> None:
         """Say, in one line, what the listing did under the read and what is held back."""
@@ -253,6 +285,9 @@ class CustomersStream(FastRecordMessages, Stream):
         self._progress["pages"] += 1
         if self._progress["pages"] == 1:
             self._cap_signpost_by_server_clock(page)
+        if self._read_ids is not None:
+            for customer in page.results:
+                self._read_ids.add(customer.get("id"))
         yield from page.results
         flush = getattr(self._tap.message_writer, "flush", None)
         if flush is not None:
