@@ -60,7 +60,7 @@ def test_same_seed_same_rows_and_reset_clears_the_plan(sandbox):
 
 @pytest.mark.parametrize("plan", [{"at": -1}, {"deletes": "2"}, {"sometimes": 1}])
 def test_a_bad_plan_is_refused(sandbox, plan):
-    with pytest.raises(RuntimeError, match="400|churn"):
+    with pytest.raises(RuntimeError, match="churn setting"):
         sandbox.set_churn(**plan)
 
 
