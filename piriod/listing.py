@@ -102,10 +102,10 @@ class Listing:
             else:
                 vanished_every_pass = None
             movement = evidence.movement(previous)
-            self._yielded |= this_pass
             if not movement:
                 self.settled = True
                 return
+            self._yielded |= this_pass  # only a read that goes on needs them
             self.seen.append(", ".join(movement))
             if self.passes < self.max_passes:
                 self.logger.warning("The listing moved while it was read (%s): reading it "
