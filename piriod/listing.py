@@ -16,7 +16,8 @@ skips rows too. Nothing in one page says it happened, but a pass leaves evidence
 A pass with none of these is *settled*: a snapshot as good as one query. A moved pass
 is followed by another, up to ``MAX_PASSES`` in all; ``Listing`` yields every customer
 version once per run (later passes skip what earlier ones yielded: a 64-bit hash of id
-and ``updated``, in memory only, ~70 bytes per customer), and then tells the caller
+and ``updated``, kept in a sorted array of 8 bytes per customer, only for the run), and
+then tells the caller
 whether the last pass settled, how many passes it took and what churn it saw. A settled
 quiet read costs one request more than the pages: the probe (none for a single page,
 which is one query).
@@ -25,6 +26,8 @@ which is one query).
 from __future__ import annotations
 
 import logging
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,7 +83,7 @@ class Listing:
         self.passes = 0
         self.seen: list[str] = []  # the movement of every moved pass, for the log
         self.repeats_skipped = 0  # customers not yielded again (read by an earlier pass)
-        self._yielded: set[int] = set()  # versions yielded by earlier passes
+        self._yielded = array("q")  # versions yielded by earlier passes, sorted
 
     @property
     def churn(self) -> str:
@@ -92,20 +95,22 @@ class Listing:
         vanished_every_pass: ListingMovedError | None = None
         while self.passes < self.max_passes:
             self.passes += 1
-            evidence, this_pass = PassEvidence(), set()
+            evidence, versions = PassEvidence(), array("q")
             try:
-                yield from self._one_pass(evidence, this_pass)
+                yield from self._one_pass(evidence, versions)
             except ListingMovedError as error:
                 evidence.vanished = str(error)
                 vanished_every_pass = error if self.passes == 1 or vanished_every_pass \
                     else None
             else:
                 vanished_every_pass = None
+            read = _tally(evidence, versions)
             movement = evidence.movement(previous)
             if not movement:
                 self.settled = True
                 return
-            self._yielded |= this_pass  # only a read that goes on needs them
+            # Only a read that goes on needs them: what earlier passes yielded, sorted.
+            self._yielded = array("q", sorted(set(self._yielded).union(read)))
             self.seen.append(", ".join(movement))
             if self.passes < self.max_passes:
                 self.logger.warning("The listing moved while it was read (%s): reading it "
@@ -115,34 +120,56 @@ class Listing:
         if vanished_every_pass is not None:
             raise vanished_every_pass  # the same hole every time: a broken API, not churn
 
-    def _one_pass(self, evidence: PassEvidence, this_pass: set[int]) -> Iterator[Page]:
-        pages = 0
+    def _one_pass(self, evidence: PassEvidence, versions: array) -> Iterator[Page]:
+        """Yield one pass's pages, holding only versions no earlier pass yielded.
+
+        ``versions`` gets the hash of every customer version read (8 bytes each: a set
+        would cost ~70); repeats within the pass are counted at its end, by ``_tally``.
+        A row that rows inserted before it pushed over a page edge comes again at the
+        start of the next page: a version the previous page held is not yielded twice.
+        """
+        pages, earlier, recent = 0, self._yielded, set()
         for page in self.read_pass():
             pages += 1
             count = _count(page.payload)
             if count is not None:
                 evidence.counts.append(count)
-            fresh = []
+            fresh, this_page = [], set()
             for customer in page.results:
                 version = hash((customer.get("id"), str(customer.get("updated"))))
-                if version in this_pass:
-                    evidence.repeats += 1
-                    continue
-                this_pass.add(version)
-                evidence.fingerprint = (evidence.fingerprint + version) & 0xFFFFFFFFFFFFFFFF
-                if version in self._yielded:
+                versions.append(version)
+                if version in recent or version in this_page or \
+                        (earlier and _holds(earlier, version)):
                     self.repeats_skipped += 1
                     continue
+                this_page.add(version)
                 fresh.append(customer)
-            evidence.unique = len(this_pass)
+            recent = this_page
             payload = {**page.payload, "results": fresh} if isinstance(page.payload, dict) \
                 else fresh
             yield Page(page.number, payload, page.headers, page.elapsed)
-        single = pages == 1 and evidence.counts and evidence.counts[0] == evidence.unique
+        single = pages == 1 and evidence.counts and evidence.counts[0] == len(versions)
         if evidence.counts and not single:
             closing = self.probe()
             if closing is not None:
                 evidence.counts.append(closing)
+
+
+def _tally(evidence: PassEvidence, versions: array) -> list[int]:
+    """Count a pass's distinct versions and repeats, and its fingerprint; return them sorted."""
+    ordered = sorted(versions)
+    distinct = [version for n, version in enumerate(ordered)
+                if n == 0 or ordered[n - 1] != version]
+    evidence.unique = len(distinct)
+    evidence.repeats = len(ordered) - len(distinct)
+    evidence.fingerprint = sum(distinct) & 0xFFFFFFFFFFFFFFFF
+    return distinct
+
+
+def _holds(ordered: array, version: int) -> bool:
+    """Tell whether a sorted array holds a version (binary search)."""
+    at = bisect_left(ordered, version)
+    return at < len(ordered) and ordered[at] == version
 
 
 def _count(payload: Any) -> int | None:
