@@ -8,7 +8,8 @@ skips rows too. Nothing in one page says it happened, but a pass leaves evidence
 
 * every DRF page carries ``count``: pages of one pass that disagree, or a closing probe
   (``page_size=1`` of the same query, after the last page) that disagrees with them;
-* the same customer version read twice in one pass (rows shifted right over a page edge);
+* the same customer version read again at the start of the next page (rows shifted
+  right over a page edge);
 * a page that vanished in the middle (``ListingMovedError`` from ``piriod.pages``);
 * a pass that read a number of customers other than ``count``, unless the pass before
   read exactly the same set (a server whose count is stably wrong, not a moving one).
@@ -36,6 +37,7 @@ from piriod.pages import ListingMovedError, Page
 
 MAX_PASSES = 3  # one read and two re-reads: then the caller is told it never settled
 LOGGER = logging.getLogger("piriod")
+_BITS = 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass
@@ -43,9 +45,9 @@ class PassEvidence:
     """What one pass over a listing saw of movement."""
 
     counts: list[int] = field(default_factory=list)  # each page's count, then the probe's
-    repeats: int = 0  # customer versions read twice in the pass
+    repeats: int = 0  # customer versions read again at once (over a page edge)
     vanished: str = ""  # why the pass stopped early (a page vanished), if it did
-    unique: int = 0  # distinct customer versions read
+    unique: int = 0  # customer versions read, less those repeats
     fingerprint: int = 0  # order-free hash of the set read (sum of hashes, 64-bit)
 
     def movement(self, previous: PassEvidence | None) -> list[str]:
@@ -104,13 +106,12 @@ class Listing:
                     else None
             else:
                 vanished_every_pass = None
-            read = _tally(evidence, versions)
             movement = evidence.movement(previous)
             if not movement:
                 self.settled = True
                 return
             # Only a read that goes on needs them: what earlier passes yielded, sorted.
-            self._yielded = array("q", sorted(set(self._yielded).union(read)))
+            self._yielded = array("q", sorted(set(self._yielded).union(versions)))
             self.seen.append(", ".join(movement))
             if self.passes < self.max_passes:
                 self.logger.warning("The listing moved while it was read (%s): reading it "
@@ -124,9 +125,10 @@ class Listing:
         """Yield one pass's pages, holding only versions no earlier pass yielded.
 
         ``versions`` gets the hash of every customer version read (8 bytes each: a set
-        would cost ~70); repeats within the pass are counted at its end, by ``_tally``.
-        A row that rows inserted before it pushed over a page edge comes again at the
-        start of the next page: a version the previous page held is not yielded twice.
+        would cost ~70). A row that rows inserted before it pushed over a page edge comes
+        again at the start of the next page: a version the previous page held is a
+        repeat, counted and not yielded twice (a repeat further apart would show as a
+        distinct total above the count).
         """
         pages, earlier, recent = 0, self._yielded, set()
         for page in self.read_pass():
@@ -138,32 +140,25 @@ class Listing:
             for customer in page.results:
                 version = hash((customer.get("id"), str(customer.get("updated"))))
                 versions.append(version)
-                if version in recent or version in this_page or \
-                        (earlier and _holds(earlier, version)):
-                    self.repeats_skipped += 1
+                if version in recent or version in this_page:
+                    evidence.repeats += 1
                     continue
                 this_page.add(version)
+                evidence.unique += 1
+                evidence.fingerprint = (evidence.fingerprint + version) & _BITS
+                if earlier and _holds(earlier, version):
+                    self.repeats_skipped += 1
+                    continue
                 fresh.append(customer)
             recent = this_page
             payload = {**page.payload, "results": fresh} if isinstance(page.payload, dict) \
                 else fresh
             yield Page(page.number, payload, page.headers, page.elapsed)
-        single = pages == 1 and evidence.counts and evidence.counts[0] == len(versions)
+        single = pages == 1 and evidence.counts and evidence.counts[0] == evidence.unique
         if evidence.counts and not single:
             closing = self.probe()
             if closing is not None:
                 evidence.counts.append(closing)
-
-
-def _tally(evidence: PassEvidence, versions: array) -> list[int]:
-    """Count a pass's distinct versions and repeats, and its fingerprint; return them sorted."""
-    ordered = sorted(versions)
-    distinct = [version for n, version in enumerate(ordered)
-                if n == 0 or ordered[n - 1] != version]
-    evidence.unique = len(distinct)
-    evidence.repeats = len(ordered) - len(distinct)
-    evidence.fingerprint = sum(distinct) & 0xFFFFFFFFFFFFFFFF
-    return distinct
 
 
 def _holds(ordered: array, version: int) -> bool:
