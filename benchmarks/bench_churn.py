@@ -4,9 +4,12 @@ One sandbox of ``--size`` customers; the tap (``max_workers`` 8, pages of 100) r
 in FULL_TABLE-like full reads (no state), ``--repeat`` times per case:
 
 * ``quiet``: nothing moves (the reference: pages + the closing count);
-* ``once``: exactly before the 5th list request, 5 deletes and 5 late inserts among the
+* ``once``: exactly before the 5th list request, 5 deletes and 3 late inserts among the
   first 1,000 customers in creation order (the sandbox's churn control): one re-read;
 * ``always``: the same before every 10th list request: no read holds still, 3 reads.
+
+(A churn of as many inserts as deletes at one instant changes no count: see "What is
+left" in docs/architecture.md.)
 
     python benchmarks/bench_churn.py [--size 10000] [--repeat 3]
 
@@ -25,8 +28,8 @@ from common import Run, SandboxProcess, best, run_measured, table
 
 CASES = {
     "quiet": {},
-    "once": {"at": 5, "deletes": 5, "inserts": 5, "within": 1000, "rng_seed": 1},
-    "always": {"at": 5, "every": 10, "deletes": 5, "inserts": 5, "within": 1000,
+    "once": {"at": 5, "deletes": 5, "inserts": 3, "within": 1000, "rng_seed": 1},
+    "always": {"at": 5, "every": 10, "deletes": 5, "inserts": 3, "within": 1000,
                "rng_seed": 1},
 }
 
