@@ -101,7 +101,6 @@ class KeyLookups:
         self._ids: set[str] = set()  # ids looked up (found or not)
         self._values: set[str] = set()  # normalised key values looked up
         self.moved = False  # the index read never saw the listing hold still
-        self.verified = 0  # key values the moved index lacked, looked up before a create
         self._read_again = False  # the listing was read once more to verify creates
 
     # -- per batch ---------------------------------------------------------------------
@@ -209,12 +208,11 @@ class KeyLookups:
         doubt = f"{self.spec.label} has no list filter to look it up by"
         if self.spec.field in FILTERABLE and not self.spec.metadata_key and sendable(value):
             found, why = self._filtered(value, value)
-            if why is None:
-                self.verified += 1
-                for customer in found:
-                    self._add(customer)
+            for customer in found:
+                self._add(customer)
+            if why is None and (found or self.spec.field != "email"):
                 return
-            doubt = why
+            doubt = why or f"no customer has email {value!r}, and one may in other case"
         if not self._read_again:
             self._read_again = True
             self.logger.warning("Reading the customer listing once more before creating "
