@@ -45,7 +45,8 @@ until one pass holds still (at most ``MAX_PASSES``). If none does, the index is 
 and not trusted to say "no such customer": before planning a create, the key is looked
 up (``?tax_id=``/``?email=``, the filter checks above; a missing id is retrieved as
 always); a key with no filter, or a server that ignores filters, makes the run read the
-listing once more (logged). A create is planned only for a key none of these found.
+listing once more (logged), and if that read moves too, a key it lacks is refused
+(``unverified_match``: a re-run loads it) rather than created unverified.
 
 Lookups run ``max_workers`` at a time, before the batch is planned, and their answers
 go into the run's ``CustomerIndex`` on the calling thread, with no write recorded
@@ -75,6 +76,7 @@ from piriod.pages import Page
 from target_piriod.diff import customer_shape
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import FILTERABLE, KeySpec, record_key
+from target_piriod.plan import UnverifiedMatch
 
 LOOKUPS = True  # False: every run reads the index (tests compare the two paths)
 
@@ -102,6 +104,7 @@ class KeyLookups:
         self._values: set[str] = set()  # normalised key values looked up
         self.moved = False  # the index read never saw the listing hold still
         self._read_again = False  # the listing was read once more to verify creates
+        self._unverifiable = False  # ... and it moved again: misses cannot be trusted
 
     # -- per batch ---------------------------------------------------------------------
 
@@ -220,9 +223,16 @@ class KeyLookups:
             listing = self.client.listing(INDEX_QUERY)
             self.index.add_all(customer for page in listing for customer in page.results
                                if not self._known(customer))
-            if not listing.settled:
-                self.logger.warning("The customer listing moved again (%s): customers it "
-                                    "lacks are created unverified", listing.churn)
+            self._unverifiable = not listing.settled
+            if self._unverifiable:
+                self.logger.warning("The customer listing moved again (%s): records matching "
+                                    "no customer are refused (unverified_match), not "
+                                    "created; a re-run loads them", listing.churn)
+        if self._unverifiable and not self.index.find(value):
+            raise UnverifiedMatch(
+                f"the customer listing kept moving while it was read, and no customer with "
+                f"{self.spec.label}={value!r} could be ruled out ({doubt}): not created, "
+                "so as not to create it twice; a re-run loads it")
 
     def _from_index(self, customer_id: str) -> dict | None:
         """Return a customer from the index, else from the API (created since the read)."""

@@ -71,3 +71,32 @@ def test_an_index_that_never_settles_has_its_creates_looked_up_first(
     assert run.count("created") == len(brand_new)
     assert "kept moving" in run.stderr and "looked up by key" in run.stderr
     assert run.count("updated") + len(run.rejects) == len(records), run.summary
+
+
+def test_a_key_without_a_filter_is_refused_not_created_while_the_listing_keeps_moving(
+        sandbox, tmp_path):
+    """metadata.<key> has no filter: one more read; if that moves too, refuse, don't guess."""
+    by_created = sorted(sandbox.customers(), key=lambda c: (instant(c["created"]), c["id"]))
+    records = [{"metadata": {"erp_id": c["metadata"]["erp_id"]}, "name": c["name"],
+                "country": "CL", "website": f"https://erp-{n}.example"}
+               for n, c in enumerate(by_created[200:])]
+    brand_new = [{"metadata": {"erp_id": f"NEW-{n}"}, "name": f"Nueva {n} SpA",
+                  "country": "CL"} for n in range(3)]
+    records += brand_new
+    sandbox.set_churn(at=2, every=1, deletes=2, inserts=1, within=100, rng_seed=7)
+    messages = [schema_message(), *({"type": "RECORD", "stream": "customers", "record": r}
+                                     for r in records), state_message({"done": True})]
+    run = run_target(sandbox, tmp_path, messages, match_field="metadata.erp_id",
+                     mode="upsert", max_rejects=len(records))
+    assert run.returncode == 0, run.stderr
+    counts = Counter((c.get("metadata") or {}).get("erp_id") for c in sandbox.customers())
+    twice = {r["metadata"]["erp_id"]: counts[r["metadata"]["erp_id"]] for r in records
+             if counts[r["metadata"]["erp_id"]] > 1}
+    assert not twice, f"customers created a second time: {twice}"
+    assert run.count("created") == 0
+    # No read held still: a key no read found cannot be ruled out, so it waits for a re-run.
+    assert {r["reason"] for r in run.rejects} == {"unverified_match"}
+    assert {r["record"]["metadata"]["erp_id"] for r in run.rejects} >= {"NEW-0", "NEW-1",
+                                                                          "NEW-2"}
+    assert run.count("updated") + len(run.rejects) == len(records), run.summary
+    assert "records matching no customer are refused" in run.stderr
