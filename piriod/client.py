@@ -49,6 +49,7 @@ from piriod.errors import (
     redact,
     retries_exhausted,
 )
+from piriod.listing import Listing
 from piriod.pages import Page, read_pages
 from piriod.retry import THROTTLED_ATTEMPTS_FACTOR, Throttle, backoff_seconds, retry_after_seconds
 from piriod.settings import clean_token, is_loopback
@@ -107,6 +108,26 @@ class PiriodClient:
         workers = self.pool_size if max_workers is None else max_workers
         return read_pages(self._list_page, query, max_workers=workers, logger=self.logger)
 
+    def listing(self, params: dict[str, Any] | None = None, *,
+                max_workers: int | None = None) -> Listing:
+        """Return the customer list as a ``Listing``: read again while it moves under the read.
+
+        Iterate it for the pages (each customer version once); then its ``settled`` says
+        whether the last pass saw the list hold still (rules: ``piriod.listing``).
+        """
+        return Listing(lambda: self.list_pages(params, max_workers=max_workers),
+                       lambda: self.count(params), logger=self.logger)
+
+    def count(self, params: dict[str, Any] | None = None) -> int | None:
+        """Return the ``count`` of a (filtered) list now, from a one-customer page."""
+        pages = self.list_pages({**(params or {}), "page_size": 1}, max_workers=1)
+        try:
+            page = next(iter(pages))
+        finally:
+            pages.close()  # type: ignore[attr-defined]
+        count = page.payload.get("count") if isinstance(page.payload, dict) else None
+        return count if type(count) is int else None
+
     def iter_customers(self, params: dict[str, Any] | None = None) -> Iterator[dict]:
         """Yield every customer of a (possibly filtered) list."""
         for page in self.list_pages(params):
@@ -139,9 +160,7 @@ class PiriodClient:
 
     def check_access(self) -> int | None:
         """Read one customer page (a connection test); return the account's count if told."""
-        page = next(iter(self.list_pages({"page_size": 1}, max_workers=1)))
-        count = page.payload.get("count") if isinstance(page.payload, dict) else None
-        return count if type(count) is int else None
+        return self.count()
 
     # -- run control ---------------------------------------------------------------------
 

@@ -35,6 +35,14 @@ from urllib.parse import parse_qsl, urlsplit
 from piriod.errors import ApiError, PaginationError, excerpt
 
 LOGGER = logging.getLogger("piriod")
+
+
+class ListingMovedError(PaginationError):
+    """A page vanished in the middle of a read: the listing moved (or its links are wrong).
+
+    ``piriod.listing`` reads such a listing again; only a hole in every pass is an error.
+    """
+
 WINDOW_PER_WORKER = 2  # pages fetched ahead of the reader, per worker
 
 
@@ -127,7 +135,7 @@ def _linked_pages(fetch: Fetch, query: dict[str, Any], page: Page, read: int,
             page = fetch(next_query, page.number + 1)
         except ApiError as error:
             if error.status == 404:
-                raise PaginationError(
+                raise ListingMovedError(
                     f"page {page.number + 1} of the listing vanished (its link answered "
                     "404): the data changed during the read or the API's links are wrong; "
                     "a re-run reads it again") from error
@@ -190,7 +198,7 @@ def _check_data_ended(number: int, window: deque, fetch_or_none: Callable,
     if not later and number < pages:
         later = [fetch_or_none(number + 1)]
     if any(page is not None for page in later):
-        raise PaginationError(
+        raise ListingMovedError(
             f"page {number} of the listing vanished (404 or empty) while later pages hold "
             "customers: the data changed during the read; a re-run reads it again")
 

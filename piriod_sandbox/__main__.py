@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 
+from piriod_sandbox.churn import ChurnPlan
 from piriod_sandbox.faults import FaultPlan
 from piriod_sandbox.server import DEFAULT_TOKEN, SandboxServer
 from piriod_sandbox.store import CustomerStore
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="list pages of count and results only, no next/previous links")
     parser.add_argument("--faults", type=json.loads, default=None,
                         help="a whole fault plan as JSON (overrides the flags above)")
+    parser.add_argument("--churn", type=json.loads, default=None, metavar="JSON",
+                        help='listing churn plan, e.g. \'{"at": 2, "every": 5, "deletes": 2, '
+                             '"inserts": 1}\' (see piriod_sandbox/churn.py)')
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
         store.reset(args.seed, args.rng_seed)
     server = SandboxServer((args.host, args.port), store, args.token, plan_from_args(args),
                            verbose=args.verbose)
+    if args.churn is not None:
+        server.churner.configure(ChurnPlan.from_dict(args.churn))
     # The first line on stdout is the contract with SandboxProcess and scripts: the URL.
     print(f"piriod-sandbox listening on {server.url} with {store.count()} customers", flush=True)
     try:

@@ -152,6 +152,19 @@ class SandboxProcess:
         body = {"count": count, "updated": updated, "created": created, "rng_seed": rng_seed}
         return self.call("POST", "tie_storm", body)["ids"]  # type: ignore[index]
 
+    def set_churn(self, **plan: object) -> dict:
+        """Make the listing move on cue (see piriod_sandbox.churn.ChurnPlan); no args: stop.
+
+        E.g. ``set_churn(at=3, deletes=2, inserts=1, within=10)``: exactly before the
+        third list request is answered, delete 2 of the first 10 customers in creation
+        order and insert one stamped between two of them.
+        """
+        return self.call("PUT", "churn", plan)  # type: ignore[return-value]
+
+    def churn(self) -> dict:
+        """Return the churn plan and what it did (list_requests, applied, deleted, inserted)."""
+        return self.call("GET", "churn")  # type: ignore[return-value]
+
     def patch_faults(self, **changes: object) -> dict:
         """Merge keys into the current fault plan (its counters restart); return the plan."""
         return self.call("PATCH", "faults", changes)  # type: ignore[return-value]

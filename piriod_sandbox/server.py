@@ -17,6 +17,9 @@ Control routes (JSON in, JSON out; 400 with a ``detail`` for a bad request):
   instant for many rows in one transaction; answers {ids}.
 - ``POST tie_storm`` {count, updated, created, rng_seed}: append count customers sharing
   one ``updated`` in one transaction; answers {ids, updated}.
+- ``PUT churn`` {at, every, times, deletes, inserts, within, rng_seed}: deletes and late
+  inserts applied exactly before given list requests (see churn.ChurnPlan; ``{}``
+  clears it); ``GET churn``: the plan and what it did. ``POST reset`` clears it too.
 
 Stamps are ISO 8601 (``Z`` or an offset; naive means UTC); omitted ones mean now.
 """
@@ -32,6 +35,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from piriod_sandbox.churn import Churner, ChurnPlan
 from piriod_sandbox.data import COUNTRIES
 from piriod_sandbox.faults import STATUS_FAULTS, FaultInjector, FaultPlan
 from piriod_sandbox.store import (
@@ -99,6 +103,7 @@ class SandboxServer(ThreadingHTTPServer):
         self.faults = FaultInjector()
         self.configure_faults(plan or FaultPlan())
         self.stats = Stats()
+        self.churner = Churner()
 
     def configure_faults(self, plan: FaultPlan) -> None:
         """Apply a fault plan, including a skewed server clock."""
@@ -258,6 +263,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return "Invalid token."
 
     def _list(self, path: str, query: str) -> bytes:
+        self.server.churner.before_list_request(self.server.store)
         params = dict(parse_qsl(query, keep_blank_values=True))
         page = _positive_int(params.get("page"), 1, strict=True)
         size = min(_positive_int(params.get("page_size"), DEFAULT_PAGE_SIZE), MAX_PAGE_SIZE)
@@ -292,6 +298,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             if route == ("POST", "/_sandbox/reset"):
                 server.store.reset(int(data.get("seed", 0)), int(data.get("rng_seed", 7)))
                 server.stats.reset()
+                server.churner.configure(ChurnPlan())
                 return 200, _json({"customers": server.store.count()})
             if route == ("PUT", "/_sandbox/faults"):
                 server.configure_faults(FaultPlan.from_dict(data))
@@ -320,6 +327,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
             merged = {**server.faults.plan.to_dict(), **data}
             server.configure_faults(FaultPlan.from_dict(merged))
             return 200, _json(server.faults.plan.to_dict())
+        if route == ("PUT", "/_sandbox/churn"):
+            server.churner.configure(ChurnPlan.from_dict(data))
+            return 200, _json(server.churner.report())
+        if route == ("GET", "/_sandbox/churn"):
+            return 200, _json(server.churner.report())
         if route == ("POST", "/_sandbox/delete"):
             return 200, _json({"ids": store.delete(_id_list(data["ids"]))})
         if route == ("POST", "/_sandbox/insert"):

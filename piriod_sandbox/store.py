@@ -385,6 +385,36 @@ class CustomerStore:
                 self._db.executemany(_INSERT_SQL, rows)
         return [row[0] for row in rows]
 
+    def churn(self, deletes: int, inserts: int, within: int, rng: random.Random,
+              insert_from: int = 0) -> tuple[list[str], list[str]]:
+        """Delete and insert customers among the first ``within`` in creation order.
+
+        What another client does while a listing is read: deletes, and inserts that a
+        late-committing transaction stamped with a ``created`` between two existing rows
+        (``updated`` is now). Either shifts every later row of the listing by one slot.
+        ``within`` 0 means the whole list; ``insert_from`` > 0 puts the inserts after that
+        row (0-based) of the whole list instead. Returns (deleted ids, inserted ids).
+        """
+        with self._lock:
+            rows = [(row[0], row[1]) for row in self._db.execute(
+                "SELECT id, created_us FROM customers ORDER BY created_us, id")]
+            region = rows[:within] if within > 0 else rows
+            doomed = rng.sample([cid for cid, _ in region], min(deletes, len(region)))
+            now, added = self.now_us(), []
+            with self._transaction():
+                self._db.executemany("DELETE FROM customers WHERE id = ?",
+                                     [(customer_id,) for customer_id in doomed])
+                among = rows if insert_from else region
+                for _ in range(inserts if len(among) > insert_from + 1 else 0):
+                    slot = rng.randrange(insert_from, len(among) - 1)
+                    created = (among[slot][1] + among[slot + 1][1]) // 2
+                    self._seq += 1
+                    values = self._insert_values(plain_customer(rng, self._seq), self._seq,
+                                                 created, now)
+                    self._db.execute(_INSERT_SQL, values)
+                    added.append(values[0])
+        return doomed, added
+
     def random_ids(self, count: int, seed: int | None = None) -> list[str]:
         """Return ``count`` distinct random customer ids."""
         with self._lock:

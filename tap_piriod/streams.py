@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
@@ -46,10 +47,13 @@ from singer_sdk.helpers._util import utc_now
 
 from piriod.client import PiriodClient
 from piriod.errors import ParametersRefusedError, PiriodError, StoppedError
+from piriod.listing import Listing
 from piriod.pages import Page
 from piriod.schema import customers_schema_path
 from tap_piriod.attributes import UnknownAttributeLog
 from tap_piriod.batches import FastBatches
+from tap_piriod.complete_read import STATE_KEY as COMPLETE_READ
+from tap_piriod.complete_read import ReadIds
 from tap_piriod.delivered import STATE_KEY, DeliveredSet
 from tap_piriod.fast_records import FastRecordMessages
 
@@ -109,6 +113,8 @@ class CustomersStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stre
         self._newest = ""  # the newest ``updated`` emitted by this run
         self._delivered: DeliveredSet | None = None
         self._pending_version: int | None = None
+        self._query: dict[str, t.Any] = {}  # this run's query, less what the API refused
+        self._read_ids: ReadIds | None = None  # a FULL_TABLE read's ids (reconciles only)
 
     @property
     def client(self) -> PiriodClient:
@@ -130,19 +136,69 @@ class CustomersStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stre
     def get_records(self, context: Context | None) -> t.Iterable[dict[str, t.Any]]:
         """Fix this run's window, read every page, then leave what the next run needs."""
         self._start_window(context)
+        self._query = self.query()
+        listing = Listing(lambda: self._pages(self._query),
+                          lambda: self.client.count(self._query), logger=self.logger)
+        reconciling = self._pending_version is not None and not self._incremental
+        self._read_ids = ReadIds() if reconciling else None
+        found: list[str] = []
         try:
-            for page in self._pages(self.query()):
+            for page in listing:
                 yield from self._records_of(page)
+            if reconciling and listing.settled:
+                found = yield from self._customers_the_read_lacks()
         except StoppedError:
             self._tap.check_stop(self._progress["emitted"])  # type: ignore[attr-defined]
             raise
         except PiriodError as error:
             raise FatalAPIError(self.client.redact(str(error))) from error
         self._report_progress(final=True)
+        self._report_listing(listing)
         if self._incremental:
-            self._remember_window()
-        elif self._pending_version is not None:  # a complete full-table read
+            self._remember_window(listing.settled)
+        elif reconciling and listing.settled:  # a complete read
+            assert self._pending_version is not None and self._read_ids is not None
             super()._write_activate_version_message(self._pending_version)
+            self.stream_state[COMPLETE_READ] = self._read_ids.to_state(found)
+
+    def _customers_the_read_lacks(self) -> t.Generator[dict, None, list[str]]:
+        """Fetch by id each customer the previous complete read had and this one lacks.
+
+        Yields those Piriod still has (200), so that ACTIVATE_VERSION deletes only the
+        ones it answers 404 for; returns the ids of those yielded.
+        """
+        assert self._read_ids is not None
+        missing = self._read_ids.missing_from(self.stream_state.get(COMPLETE_READ))
+        if not missing:
+            return []
+        workers = max(1, int(self.config.get("max_workers") or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="piriod-recheck") as pool:
+            answers = list(pool.map(self.client.get_customer, missing))
+        found = [customer for customer in answers if isinstance(customer, dict)]
+        level = self.logger.warning if found else self.logger.info
+        level("%d customer(s) of the previous complete read were not in this one: %d still "
+              "exist and are emitted (the listing moved unseen), %d are gone (404)",
+              len(missing), len(found), len(missing) - len(found))
+        yield from found
+        return [str(customer.get("id")) for customer in found]
+
+    def _report_listing(self, listing: Listing) -> None:
+        """Say, in one line, what the listing did under the read and what is held back."""
+        if listing.settled and listing.passes == 1:
+            return
+        if listing.settled:
+            self.logger.warning(
+                "The customer listing moved while it was read and was read %d times "
+                "(%s); the last read held still, so the %s", listing.passes, listing.churn,
+                "bookmark moves" if self._incremental else "read is complete")
+            return
+        held = ("the bookmark stays where it was: the next run reads this window again"
+                if self._incremental else
+                "no ACTIVATE_VERSION is sent: the loader deletes nothing this time")
+        self.logger.warning(
+            "The customer listing kept moving while it was read (%d reads: %s): every "
+            "customer read was emitted, but the read may have missed some, so %s",
+            listing.passes, listing.churn, held)
 
     def _start_window(self, context: Context | None) -> None:
         """Set ``_since``: the bookmark less the lookback window (or start_date)."""
@@ -163,13 +219,25 @@ class CustomersStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stre
             self.logger.info("Reading customers updated at or after %s",
                              self._since or "the start")
 
-    def _remember_window(self) -> None:
-        """Keep the bookmark monotonic and store what was delivered in the next window."""
+    def _remember_window(self, settled: bool) -> None:
+        """Keep the bookmark monotonic and store what was delivered in the next window.
+
+        A read that never saw the listing hold still may have missed a customer updated
+        before the run: the bookmark then stays where it was (the window is read again).
+        """
         markers = self.stream_state.get("progress_markers") or {}
         emitted = markers.get("replication_key_value")
+        assert self._delivered is not None
+        if not settled:
+            if self._bookmark:
+                markers["replication_key_value"] = self._bookmark
+            else:  # no bookmark before: leave none (the SDK writes what the markers say)
+                markers.pop("replication_key", None)
+                markers.pop("replication_key_value", None)
+            self.stream_state[STATE_KEY] = self._delivered.to_state(self._since or "")
+            return
         if emitted is not None and self._bookmark and str(emitted) < str(self._bookmark):
             markers["replication_key_value"] = self._bookmark  # late commits only: keep it
-        assert self._delivered is not None
         self.stream_state[STATE_KEY] = self._delivered.to_state(self._next_window_floor())
 
     def _next_window_floor(self) -> str:
@@ -196,7 +264,10 @@ class CustomersStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stre
         self._pending_version = full_table_version
 
     def _pages(self, query: dict[str, t.Any]) -> Iterator[Page]:
-        """Yield the listing's pages; if the API refuses optional parameters, drop them."""
+        """Yield one pass's pages; if the API refuses optional parameters, drop them.
+
+        What the API refused stays dropped (``_query``) for the later passes and probes.
+        """
         workers = int(self.config.get("max_workers") or 1)
         while True:
             try:
@@ -209,12 +280,16 @@ class CustomersStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stre
                 self.logger.warning("The API refused %s (%s); asking again without, and "
                                     "filtering here", ", ".join(sorted(refused)), error)
                 query = {key: value for key, value in query.items() if key not in refused}
+                self._query = query
 
     def _records_of(self, page: Page) -> t.Iterator[dict]:
         """Yield a page's records, then hand them to the reader before the next page."""
         self._progress["pages"] += 1
         if self._progress["pages"] == 1:
             self._cap_signpost_by_server_clock(page)
+        if self._read_ids is not None:
+            for customer in page.results:
+                self._read_ids.add(customer.get("id"))
         yield from page.results
         flush = getattr(self._tap.message_writer, "flush", None)
         if flush is not None:

@@ -38,6 +38,16 @@ ignores the filter answers the unfiltered list: customers that do not hold the k
 a ``count`` as large as the account's. That, or a 400 refusing the parameter, makes the
 run read the index and use it for the rest of the run (logged as a warning).
 
+The index is read as a ``piriod.listing.Listing``: while customers are deleted or
+committed late in the middle of the creation order, a page-numbered read can miss a
+customer, and a missed customer would be created a second time. So the read is repeated
+until one pass holds still (at most ``MAX_PASSES``). If none does, the index is *moved*
+and not trusted to say "no such customer": before planning a create, the key is looked
+up (``?tax_id=``/``?email=``, the filter checks above; a missing id is retrieved as
+always); a key with no filter, or a server that ignores filters, makes the run read the
+listing once more (logged), and if that read moves too, a key it lacks is refused
+(``unverified_match``: a re-run loads it) rather than created unverified.
+
 Lookups run ``max_workers`` at a time, before the batch is planned, and their answers
 go into the run's ``CustomerIndex`` on the calling thread, with no write recorded
 between a lookup's request and its answer going in: so a later batch matches what an
@@ -55,16 +65,18 @@ import itertools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from piriod.client import PAGE_SIZE, PiriodClient
 from piriod.errors import ParametersRefusedError
+from piriod.listing import Listing
 from piriod.pages import Page
 from target_piriod.diff import customer_shape
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import FILTERABLE, KeySpec, record_key
+from target_piriod.plan import UnverifiedMatch
 
 LOOKUPS = True  # False: every run reads the index (tests compare the two paths)
 
@@ -90,6 +102,9 @@ class KeyLookups:
         self._listing: tuple[Page, Iterator[Page]] | None = None  # the index's read, begun
         self._ids: set[str] = set()  # ids looked up (found or not)
         self._values: set[str] = set()  # normalised key values looked up
+        self.moved = False  # the index read never saw the listing hold still
+        self._read_again = False  # the listing was read once more to verify creates
+        self._unverifiable = False  # ... and it moved again: misses cannot be trusted
 
     # -- per batch ---------------------------------------------------------------------
 
@@ -187,7 +202,37 @@ class KeyLookups:
             self._look_up(set(), {value: {value}})
         if self.mode != "lookup":
             self._use_index("planning asked before a batch was prepared")
+            if self.moved and not self.index.find(value):
+                self._verify_absent(value)
         return self.index.find(value)
+
+    def _verify_absent(self, value: str) -> None:
+        """Look up a key value that a moved index lacks, before planning creates it."""
+        doubt = f"{self.spec.label} has no list filter to look it up by"
+        if self.spec.field in FILTERABLE and not self.spec.metadata_key and sendable(value):
+            found, why = self._filtered(value, value)
+            for customer in found:
+                self._add(customer)
+            if why is None and (found or self.spec.field != "email"):
+                return
+            doubt = why or f"no customer has email {value!r}, and one may in other case"
+        if not self._read_again:
+            self._read_again = True
+            self.logger.warning("Reading the customer listing once more before creating "
+                                "customers the moved index lacks: %s", doubt)
+            listing = self.client.listing(INDEX_QUERY)
+            self.index.add_all(customer for page in listing for customer in page.results
+                               if not self._known(customer))
+            self._unverifiable = not listing.settled
+            if self._unverifiable:
+                self.logger.warning("The customer listing moved again (%s): records matching "
+                                    "no customer are refused (unverified_match), not "
+                                    "created; a re-run loads them", listing.churn)
+        if self._unverifiable and not self.index.find(value):
+            raise UnverifiedMatch(
+                f"the customer listing kept moving while it was read, and no customer with "
+                f"{self.spec.label}={value!r} could be ruled out ({doubt}): not created, "
+                "so as not to create it twice; a re-run loads it")
 
     def _from_index(self, customer_id: str) -> dict | None:
         """Return a customer from the index, else from the API (created since the read)."""
@@ -308,12 +353,34 @@ class KeyLookups:
                          self.client.requests_sent - sent)
 
     def _every_customer(self) -> Iterator[dict]:
-        """Yield the index listing's customers, from the page read to decide, if any."""
+        """Yield the index listing's customers, from the page read to decide, if any.
+
+        Read again while the listing moves (``piriod.listing``); ``moved`` says if it
+        never held still.
+        """
         begun, self._listing = self._listing, None
-        pages: Iterable[Page] = self.client.list_pages(INDEX_QUERY) if begun is None else \
-            itertools.chain([begun[0]], begun[1])
-        for page in pages:
+
+        def read_pass() -> Iterator[Page]:
+            nonlocal begun
+            if begun is None:
+                return self.client.list_pages(INDEX_QUERY)
+            pages, begun = itertools.chain([begun[0]], begun[1]), None
+            return pages
+
+        listing = Listing(read_pass, lambda: self.client.count(INDEX_QUERY),
+                          logger=self.logger)
+        for page in listing:
             yield from page.results
+        self.moved = not listing.settled
+        if self.moved:
+            self.logger.warning(
+                "The customer listing kept moving while the index was read (%d reads: %s): "
+                "each create is looked up by key before it is sent", listing.passes,
+                listing.churn)
+        elif listing.passes > 1:
+            self.logger.warning("The customer listing moved while the index was read and "
+                                "was read %d times (%s); the last read held still",
+                                listing.passes, listing.churn)
 
     def _known(self, customer: Any) -> bool:
         """Tell whether the index holds this customer already (looked up or written)."""

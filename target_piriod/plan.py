@@ -34,6 +34,14 @@ from target_piriod.report import Rejection
 MODES = ("upsert", "create_only", "update_only")
 
 
+class UnverifiedMatch(Exception):
+    """No one can tell now whether a customer holds the key: refuse it rather than create.
+
+    ``Lookup.customers_with`` raises it when the customer listing kept moving under the
+    index read and the key has no filter to check it by (``target_piriod.lookup``).
+    """
+
+
 class Lookup(Protocol):
     """What planning may ask of the world: customers, and writes in flight to wait for."""
 
@@ -180,7 +188,12 @@ class Planner:
                     "not_found", f"no customer has id {key[1]} (deleted?)", status=404)))
                 return False
             return found
-        matches = lookup.customers_with(key[1])
+        try:
+            matches = lookup.customers_with(key[1])
+        except UnverifiedMatch as error:
+            plan.refusals.append(Refusal(records, key, Rejection("unverified_match",
+                                                                 str(error))))
+            return False
         if len(matches) > 1:
             ids = ", ".join(customer["id"] for customer in matches)
             plan.refusals.append(Refusal(records, key, Rejection(

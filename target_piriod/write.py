@@ -124,7 +124,8 @@ class CustomerWriter:
         params = {}
         if key[0] == self.spec.label and field_name in FILTERABLE and body.get(field_name):
             params[field_name] = body[field_name]
-        matches = [customer for customer in self.client.iter_customers(params)
+        # A listing read again while it moves: a customer it missed would be posted twice.
+        matches = [customer for page in self.client.listing(params) for customer in page.results
                    if self.spec.value_of(customer_shape(customer)) == key[1]]
         if len(matches) > 1:
             self.logger.warning("%d customers now have %s=%r; using %s", len(matches), *key,

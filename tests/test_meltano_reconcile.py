@@ -210,6 +210,42 @@ def test_a_reconcile_that_fails_halfway_deletes_nothing(
     assert_matches_sandbox(after, sandbox)
 
 
+def test_a_reconcile_while_piriod_changes_soft_deletes_no_live_customer(
+        meltano: Meltano, sandbox: SandboxProcess, postgres: PostgresServer) -> None:
+    """Deletes and a late insert in the middle of the creation order during the read.
+
+    Exactly before the reconcile's 3rd list request (the sandbox's churn control), two of
+    the first ten customers are deleted and one is committed among them: every later row
+    shifts, and a single read misses live customers at a page edge, which
+    ACTIVATE_VERSION would then soft-delete. Only the two deleted before the reconcile
+    are marked.
+    """
+    warehouse = Warehouse(postgres, "reconcile_churn")
+    env = environment(sandbox, postgres, "reconcile_churn")
+    suffix = "reconcile-churn"
+
+    run(meltano, "warehouse-replication", suffix, env)
+    assert len(warehouse.business_rows()) == CUSTOMERS
+
+    deleted = delete_two(sandbox)  # before the reconcile: these must be retired
+    sandbox.set_churn(at=3, deletes=2, inserts=1, within=PAGE_SIZE, rng_seed=11)
+    done = run(meltano, "reconcile", suffix, env)
+    churn = sandbox.churn()
+    assert churn["applied"] == 1
+
+    marks = warehouse.deletion_marks()
+    live = {c["id"] for c in sandbox.customers()}
+    retired = {i for i, (deleted_at, _) in marks.items() if deleted_at is not None}
+    assert not retired & live, f"live customers soft-deleted: {sorted(retired & live)}"
+    # Those deleted during the read were read alive in its first pass: the next
+    # reconcile retires them; a live one is never retired.
+    assert retired == deleted
+    assert live <= marks.keys()  # the late insert arrived too
+    assert_matches_sandbox(warehouse.business_rows(), sandbox)
+    output = done.stdout + done.stderr
+    assert "moved while it was read" in output, output[-4000:]
+
+
 # -- DuckDB: target-duckdb ignores ACTIVATE_VERSION; the README's SQL recipe instead ----------
 
 

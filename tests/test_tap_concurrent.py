@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import datetime, timezone
 
 import pytest
 from tap_helpers import TAP, TapRun, instant, run_tap, tap_config, write_json
@@ -70,21 +69,22 @@ def test_change_made_during_a_run_is_caught_by_the_next(sandbox, tmp_path,
 
 def test_inserts_and_edits_during_a_concurrent_read_lose_nothing(sandbox, tmp_path):
     """Customers committed mid-read with old `created` stamps push every later record one
-    page on, while pages are being fetched ahead: a record may be read twice, never missed.
-    Customers inserted (or edited) during the run arrive by the next run at the latest."""
+    page on, and deleted ones pull them back, while pages are being fetched ahead: a
+    record may be read twice, never missed. Customers inserted (or edited) during the run
+    arrive by the next run at the latest.
+
+    The sandbox moves the listing exactly before the 3rd list request (its churn control),
+    not when a thread happens to get there: the same race on every run.
+    """
     sandbox.set_faults(latency_ms=30)
+    # Net two rows fewer before every page edge: the old reader lost rows every time.
+    sandbox.set_churn(at=3, inserts=8, deletes=10, within=10, rng_seed=3)
     before = {c["id"] for c in sandbox.customers()}
-    inserted: list[str] = []
-
-    def edit(page: list[str]) -> None:
-        for n in range(15):
-            inserted.append(sandbox.insert(
-                {"name": f"Atrasado {n} SpA", "country": "CL", "email": f"late{n}@x.example"},
-                created="2020-01-01T00:00:00Z",
-                updated=datetime.now(timezone.utc).isoformat())["id"])
-        sandbox.touch(ids=page[:3])
-
-    during = run_while_editing(sandbox, tmp_path, None, edit)
-    assert before <= set(during.ids), f"missed {before - set(during.ids)}"
+    during = run_while_editing(sandbox, tmp_path, None,
+                               lambda page: sandbox.touch(ids=page[:3]))
+    churn = sandbox.churn()
+    assert churn["applied"] == 1 and len(churn["inserted"]) == 8
+    kept = before - set(churn["deleted"])
+    assert kept <= set(during.ids), f"missed {kept - set(during.ids)}"
     after = run_tap(sandbox, tmp_path, state=during.states[-1])
-    assert set(inserted) <= set(during.ids) | set(after.ids)
+    assert set(churn["inserted"]) <= set(during.ids) | set(after.ids)
