@@ -116,10 +116,17 @@ def _needs_process(item: pytest.Item) -> bool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that starts a process ``process``."""
+    """Mark every test that starts a process ``process``, and group tests for xdist.
+
+    With ``pytest -n 2 --dist loadgroup`` (``make test``) a module's tests stay on one
+    worker, as they would share its sandbox in one process; the Meltano modules share one
+    worker, as they share one ``meltano install`` (see meltano_helpers.installed_project).
+    """
     for item in items:
         if _needs_process(item):
             item.add_marker(pytest.mark.process)
+        group = "meltano" if item.get_closest_marker("meltano") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 class _ProcessGuard:
