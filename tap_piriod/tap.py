@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from singer_sdk.exceptions import ConfigValidationError, FatalAPIError
 from piriod.client import PiriodClient
 from piriod.errors import ConfigError, PiriodError
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
+from piriod.signals import say
 from tap_piriod.output import FastSingerWriter
 from tap_piriod.streams import CustomersStream, parse_instant
 
@@ -129,31 +129,25 @@ class TapPiriod(Tap):
         """
         name = signal.Signals(signum).name
         if self.stop_signal is not None:
-            _say(f"{NAME}: second {name}: exiting now; the bookmark did not move\n")
+            say(f"{NAME}: second {name}: exiting now; the bookmark did not move\n")
             os._exit(128 + signum)
         self.stop_signal = signum
-        _say(f"{NAME}: {name} received: stopping after the page being written; the "
+        say(f"{NAME}: {name} received: stopping after the page being written; the "
              "bookmark will not move\n")
         for client in self._clients:
             client.stop()
 
     def check_stop(self, emitted: int) -> None:
-        """Raise ``Interrupted`` if a signal asked the run to stop."""
+        """Raise ``StoppedBySignal`` if a signal asked the run to stop."""
         if self.stop_signal is not None:
-            raise Interrupted(self.stop_signal, emitted)
+            raise StoppedBySignal(self.stop_signal, emitted)
 
     def discover_streams(self) -> list[CustomersStream]:
         """Return the tap's streams."""
         return [CustomersStream(self)]
 
 
-def _say(text: str) -> None:
-    """Write to stderr's file descriptor, bypassing the buffer a signal may interrupt."""
-    with contextlib.suppress(OSError):
-        os.write(2, text.encode("utf-8", errors="replace"))
-
-
-class Interrupted(click.ClickException):
+class StoppedBySignal(click.ClickException):
     """The run stopped on a signal, between pages; exits 128 + the signal's number."""
 
     def __init__(self, signum: int, emitted: int) -> None:
