@@ -129,6 +129,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    """Escape lone surrogates in captured output: pytest-xdist sends reports as UTF-8.
+
+    Tests of input that is not UTF-8 log it as lone surrogates; the worker could not send
+    the report (UnicodeEncodeError) and stopped the whole run.
+    """
+    report = yield
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+                       for title, text in report.sections]
+    return report
+
+
 class _ProcessGuard:
     """Refuses to start a process where none is expected: collection, unmarked tests."""
 
