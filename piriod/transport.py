@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 import urllib3
 from requests import exceptions as rex
+from requests.adapters import HTTPAdapter
 from requests.utils import requote_uri, select_proxy
 from urllib3 import exceptions as uex
 
@@ -47,12 +48,15 @@ class Transport:
         self.session = session
         self.timeout = timeout
         adapter = session.get_adapter(base_url)
+        assert isinstance(adapter, HTTPAdapter), "PiriodClient mounts requests' HTTPAdapter"
         prepared = requests.Request("GET", base_url).prepare()
-        self._pool = adapter.get_connection_with_tls_context(
+        pool = adapter.get_connection_with_tls_context(
             prepared, session.verify, proxies=session.proxies, cert=session.cert)
+        assert isinstance(pool, urllib3.HTTPConnectionPool), "http(s) pools are"
+        self._pool = pool
         self._absolute = _absolute_urls(base_url, session.proxies)
         self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
-        self._headers = dict(session.headers)
+        self._headers: dict[str, Any] = dict(session.headers)  # str or bytes: urllib3 sends both
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def send(self, method: str, url: str, params: dict | None = None,

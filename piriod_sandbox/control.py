@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from types import TracebackType
+from typing import Any
 
 import requests
 
@@ -71,8 +72,8 @@ class SandboxProcess:
 
     # -- control API ---------------------------------------------------------------------
 
-    def call(self, method: str, path: str, body: object = None) -> object:
-        """Call ``/_sandbox/<path>`` and return its JSON answer."""
+    def call(self, method: str, path: str, body: object = None) -> Any:
+        """Call ``/_sandbox/<path>`` and return its JSON answer (each route's own shape)."""
         response = requests.request(method, f"{self.url}/_sandbox/{path}", json=body,
                                     timeout=120)
         if response.status_code != 200:
@@ -85,11 +86,11 @@ class SandboxProcess:
 
     def set_faults(self, **plan: object) -> dict:
         """Replace the fault plan (see piriod_sandbox.faults.FaultPlan); no args clears it."""
-        return self.call("PUT", "faults", plan)  # type: ignore[return-value]
+        return self.call("PUT", "faults", plan)
 
     def stats(self) -> dict:
         """Return request and write counters since the last reset."""
-        return self.call("GET", "stats")  # type: ignore[return-value]
+        return self.call("GET", "stats")
 
     def reset_stats(self) -> None:
         """Zero the request and write counters."""
@@ -97,7 +98,7 @@ class SandboxProcess:
 
     def customers(self) -> list[dict]:
         """Return every customer in read shape, in creation order."""
-        return self.call("GET", "customers")  # type: ignore[return-value]
+        return self.call("GET", "customers")
 
     def touch(self, ids: list[str] | None = None, count: int = 0, updated: str | None = None,
               changes: dict | None = None, rng_seed: int | None = None) -> list[str]:
@@ -109,14 +110,14 @@ class SandboxProcess:
         """
         body = {"ids": ids, "count": count, "updated": updated, "changes": changes or {},
                 "rng_seed": rng_seed}
-        return self.call("POST", "touch", body)["ids"]  # type: ignore[index]
+        return self.call("POST", "touch", body)["ids"]
 
     def delete(self, ids: list[str]) -> list[str]:
         """Delete customers (a back door: Piriod documents no DELETE); all or none.
 
         Afterwards they are gone from lists, and retrieving them answers 404.
         """
-        return self.call("POST", "delete", {"ids": ids})["ids"]  # type: ignore[index]
+        return self.call("POST", "delete", {"ids": ids})["ids"]
 
     def insert(self, customer: dict, created: str | None = None, updated: str | None = None,
                customer_id: str | None = None) -> dict:
@@ -127,7 +128,7 @@ class SandboxProcess:
         """
         body = {"customer": customer, "created": created, "updated": updated,
                 "id": customer_id}
-        return self.call("POST", "insert", body)  # type: ignore[return-value]
+        return self.call("POST", "insert", body)
 
     def stamp(self, ids: list[str] | None = None, first: int | None = None,
               updated: str | None = None, changes: dict | None = None,
@@ -140,7 +141,7 @@ class SandboxProcess:
         """
         body = {"ids": ids, "first": first, "updated": updated, "changes": changes or {},
                 "ordering": ordering}
-        return self.call("POST", "stamp", body)["ids"]  # type: ignore[index]
+        return self.call("POST", "stamp", body)["ids"]
 
     def tie_storm(self, count: int, updated: str | None = None, created: str | None = None,
                   rng_seed: int | None = None) -> list[str]:
@@ -150,7 +151,7 @@ class SandboxProcess:
         too if given, else one millisecond apart just before ``updated``.
         """
         body = {"count": count, "updated": updated, "created": created, "rng_seed": rng_seed}
-        return self.call("POST", "tie_storm", body)["ids"]  # type: ignore[index]
+        return self.call("POST", "tie_storm", body)["ids"]
 
     def set_churn(self, **plan: object) -> dict:
         """Make the listing move on cue (see piriod_sandbox.churn.ChurnPlan); no args: stop.
@@ -167,7 +168,7 @@ class SandboxProcess:
 
     def patch_faults(self, **changes: object) -> dict:
         """Merge keys into the current fault plan (its counters restart); return the plan."""
-        return self.call("PATCH", "faults", changes)  # type: ignore[return-value]
+        return self.call("PATCH", "faults", changes)
 
     def break_listing(self, fault: str = "500", from_page: int = 1, after: int = 0) -> dict:
         """Make GET /customers/ answer ``fault`` every time until heal_listing().

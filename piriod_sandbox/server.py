@@ -113,7 +113,7 @@ class SandboxServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         """Return the base URL clients use."""
-        host, port = self.server_address[:2]
+        host, port = self.socket.getsockname()[:2]  # an AF_INET socket: (str, int)
         return f"http://{host}:{port}"
 
 

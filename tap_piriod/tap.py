@@ -24,6 +24,7 @@ from piriod.settings import (
     read_config_files,
     user_agent,
 )
+from piriod.signals import say
 from tap_piriod.output import FastSingerWriter
 from tap_piriod.streams import CustomersStream, parse_instant
 
@@ -161,18 +162,18 @@ class TapPiriod(Tap):
         """
         name = signal.Signals(signum).name
         if self.stop_signal is not None:
-            _say(f"{NAME}: second {name}: exiting now; the bookmark did not move\n")
+            say(f"{NAME}: second {name}: exiting now; the bookmark did not move\n")
             os._exit(128 + signum)
         self.stop_signal = signum
-        _say(f"{NAME}: {name} received: stopping after the page being written; the "
+        say(f"{NAME}: {name} received: stopping after the page being written; the "
              "bookmark will not move\n")
         for client in self._clients:
             client.stop()
 
     def check_stop(self, emitted: int) -> None:
-        """Raise ``Interrupted`` if a signal asked the run to stop."""
+        """Raise ``StoppedBySignal`` if a signal asked the run to stop."""
         if self.stop_signal is not None:
-            raise Interrupted(self.stop_signal, emitted)
+            raise StoppedBySignal(self.stop_signal, emitted)
 
     def discover_streams(self) -> list[CustomersStream]:
         """Return the tap's streams."""
@@ -218,13 +219,7 @@ def _checked_json(option: str, file: object) -> object:
     return io.StringIO(text)
 
 
-def _say(text: str) -> None:
-    """Write to stderr's file descriptor, bypassing the buffer a signal may interrupt."""
-    with contextlib.suppress(OSError):
-        os.write(2, text.encode("utf-8", errors="replace"))
-
-
-class Interrupted(click.ClickException):
+class StoppedBySignal(click.ClickException):
     """The run stopped on a signal, between pages; exits 128 + the signal's number."""
 
     def __init__(self, signum: int, emitted: int) -> None:

@@ -55,7 +55,7 @@ from target_piriod.jsonsafe import abridge
 from target_piriod.keys import Key, KeySpec
 from target_piriod.lookup import KeyLookups
 from target_piriod.plan import MODES, Action, Planner
-from target_piriod.plan_file import PlanFile
+from target_piriod.plan_log import PlanFile
 from target_piriod.report import DeadLetterError, DeadLetterWriter, Rejection, Report, Summary
 from target_piriod.sinks import CustomersSink
 from target_piriod.write import CustomerWriter, DryRun, Outcome, Writes

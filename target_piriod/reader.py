@@ -45,7 +45,7 @@ class InputReader(SimpleSingerReader):
         self._unknown_types: set[str] = set()
 
     @property
-    def default_input(self) -> IO[str]:  # type: ignore[override]
+    def default_input(self) -> IO[str]:  # type: ignore[override]  # an SDK class attribute
         """Return standard input, read as UTF-8 whatever the locale says.
 
         JSON is UTF-8; bytes that are not are read as surrogate escapes (U+DC80..U+DCFF).

@@ -18,17 +18,18 @@ from the sink, none written yet) passed on a STATE for records never written. He
 * a second signal exits at once, with the same code: a STATE is only ever passed on
   once its records are handled, so whatever was passed on before stays true.
 
-The handler only sets flags and events, and writes its one line to file descriptor 2
-directly: ``sys.stderr``'s buffer may be held by the very code the signal interrupted.
+The handler only sets flags and events, and writes its one line with
+``piriod.signals.say`` (to file descriptor 2: see there why).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
+
+from piriod.signals import say
 
 Line = TypeVar("Line")
 
@@ -58,11 +59,11 @@ class Stopper:
         name = signal.Signals(signum).name
         if self.signum is not None or not self.listening:
             second = "second " if self.signum is not None else ""
-            _say(f"target-piriod: {second}{name}: exiting now; no STATE was passed on "
+            say(f"target-piriod: {second}{name}: exiting now; no STATE was passed on "
                  "past a record that was not written\n")
             os._exit(128 + signum)
         self.signum = signum
-        _say(f"target-piriod: {name} received: reading no more input; writes in flight "
+        say(f"target-piriod: {name} received: reading no more input; writes in flight "
              "may finish, then the STATE of what was written is passed on\n")
         stop_engine()
         if self._reading:
@@ -87,8 +88,3 @@ class Stopper:
                 return
             yield line
 
-
-def _say(text: str) -> None:
-    """Write to stderr's file descriptor, bypassing the buffer a signal may interrupt."""
-    with contextlib.suppress(OSError):
-        os.write(2, text.encode("utf-8", errors="replace"))

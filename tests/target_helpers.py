@@ -36,6 +36,16 @@ def messages_for(records: list[dict], stream: str = "customers") -> list[dict]:
             state_message({"loaded": len(records)})]
 
 
+def numbered_load(count: int) -> list[dict]:
+    """SCHEMA, ``count`` new customers, a STATE after every 10 (its position)."""
+    messages = [schema_message()]
+    for n in range(1, count + 1):
+        messages.append(record_message(new_customer(n)))
+        if n % 10 == 0:
+            messages.append(state_message({"position": n}))
+    return messages
+
+
 def new_customer(n: int, **overrides: object) -> dict:
     """A customer that the seeded sandbox does not have, keyed by tax id, email and erp id."""
     return {"name": f"Reverse {n} SpA", "tax_id": f"77.{n:03d}.000-K",

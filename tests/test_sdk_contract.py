@@ -1,4 +1,7 @@
-"""The private singer-sdk hooks the connectors override still exist, with the same shape.
+"""The private singer-sdk names the connectors use still exist, with the same shape.
+
+docs/architecture.md ("The singer-sdk surface") lists each one, why it is used, and the
+public alternative where there is one; every entry of that list is pinned here.
 
 singer-sdk is pinned (~=0.54.9), but an upgrade within the pin, or a deliberate bump,
 could rename or reshape one of these. Each would then silently stop being called (the
@@ -11,15 +14,21 @@ the target's tests).
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import inspect
 
 import pytest
-from singer_sdk import Stream, Target
+from singer_sdk import Stream, Tap, Target
 from singer_sdk.batch import Batcher, lazy_chunked_generator
 from singer_sdk.contrib.batch_encoder_jsonl import JSONLinesBatcher
+from singer_sdk.plugin_base import BaseSingerReader, PluginBase, _ConfigInput
+from singer_sdk.singerlib.encoding.base import GenericSingerReader
 from singer_sdk.sinks import BatchSink
 
 from tap_piriod.streams import CustomersStream
+from tap_piriod.tap import TapPiriod
+from target_piriod.reader import InputReader
 from target_piriod.sinks import CustomersSink
 from target_piriod.target import TargetPiriod
 
@@ -90,3 +99,84 @@ def test_the_target_keeps_its_sinks_where_ours_looks_for_them():
                           validate_config=True)
     assert isinstance(target._sinks_active, dict)
     assert isinstance(target._sinks_to_clear, list)
+
+
+# The rest of the private surface listed in docs/architecture.md ("The singer-sdk surface"),
+# pinned here so that each entry of that list fails a test when the SDK moves it.
+# (SDK class, hook, its parameters after self, the class of ours overriding it)
+MORE_HOOKS = [
+    (Target, "_process_state_message", ["message_dict"], TargetPiriod),
+    (Tap, "_handle_termination", ["signum", "frame"], TapPiriod),
+    (Target, "_handle_termination", ["signum", "frame"], TargetPiriod),
+    (GenericSingerReader, "_process_unknown_message", ["message_dict"], InputReader),
+    (Target, "_assert_line_requires", ["message_dict", "requires"], None),
+    (Target, "listen", ["file_input"], TargetPiriod),
+]
+
+
+@pytest.mark.parametrize(("base", "name", "parameters", "ours"), MORE_HOOKS,
+                         ids=[f"{hook[0].__name__}.{hook[1]}" for hook in MORE_HOOKS])
+def test_more_hooks_exist_with_the_same_parameters(base, name, parameters, ours):
+    test_the_hook_exists_with_the_same_parameters(base, name, parameters, ours)
+
+
+def test_the_sdk_installs_handle_termination_as_the_signal_handler():
+    """Both connectors replace the SDK's handler (which exits 0) by overriding this name."""
+    source = inspect.getsource(PluginBase._setup_signal_handlers)
+    assert "signal.SIGTERM, self._handle_termination" in source
+    assert "signal.SIGINT, self._handle_termination" in source
+
+
+def test_the_reader_sends_unknown_types_to_process_unknown_message():
+    assert "self._process_unknown_message(" in inspect.getsource(GenericSingerReader.process_lines)
+
+
+def test_the_target_still_listens_through_its_message_reader():
+    """TargetPiriod.listen (final in the SDK) wraps its input, then calls the SDK's listen,
+    which must still read it through process_lines and end with process_endofpipe."""
+    source = inspect.getsource(BaseSingerReader.listen)
+    assert "self.process_lines(file_input)" in source
+    assert "self.process_endofpipe()" in source
+
+
+def test_the_streams_private_attributes_the_tap_reads():
+    """CustomersStream reads its tap (``_tap``) and its table version (``_stream_version``)."""
+    tap = TapPiriod(config={"auth_token": "t", "api_url": "http://127.0.0.1:9"})
+    stream = tap.streams["customers"]
+    assert stream._tap is tap
+    assert "_stream_version" in vars(stream)
+    assert callable(tap.message_writer.write_message)
+
+
+def test_config_input_keeps_the_shape_target_test_reads():
+    """``target-piriod --test`` reads the parsed ``--config`` (a private dataclass)."""
+    assert [field.name for field in dataclasses.fields(_ConfigInput)] == ["config", "parse_env"]
+    assert "_ConfigInput" in inspect.getsource(PluginBase.cb_config)
+
+
+# Private helper functions imported from singer_sdk.helpers (by tap_piriod.fast_records and
+# tap_piriod.streams): (module, name, its parameters)
+PRIVATE_FUNCTIONS = [
+    ("singer_sdk.helpers._util", "utc_now", []),
+    ("singer_sdk.helpers._catalog", "pop_deselected_record_properties",
+     ["record", "schema", "mask", "breadcrumb"]),
+    ("singer_sdk.helpers._typing", "conform_record_data_types",
+     ["stream_name", "record", "schema", "level", "logger"]),
+    ("singer_sdk.helpers._typing", "_conform_record_data_types",
+     ["input_object", "schema", "level", "parent"]),
+    ("singer_sdk.helpers._typing", "_conform_primitive_property",
+     ["elem", "property_schema"]),
+    ("singer_sdk.helpers._typing", "_is_exclusive_boolean_type", ["property_schema"]),
+    ("singer_sdk.helpers._typing", "_warn_unmapped_properties",
+     ["stream_name", "property_names", "logger"]),
+    ("singer_sdk.helpers._typing", "is_object_type", ["property_schema"]),
+    ("singer_sdk.helpers._typing", "is_uniform_list", ["property_schema"]),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "parameters"), PRIVATE_FUNCTIONS,
+                         ids=[f"{entry[0]}.{entry[1]}" for entry in PRIVATE_FUNCTIONS])
+def test_the_private_helpers_exist_with_the_same_parameters(module, name, parameters):
+    function = getattr(importlib.import_module(module), name, None)
+    assert callable(function), f"singer-sdk no longer has {module}.{name}"
+    assert list(inspect.signature(function).parameters) == parameters

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-import atexit
-
+import pytest
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from piriod_sandbox import SandboxProcess
 from tap_piriod.tap import TapPiriod
 
-# The SDK builds its test class at import time from a config, so the sandbox must be up
-# before collection; it is stopped when the test process exits.
-_SANDBOX = SandboxProcess(120).start()
-atexit.register(_SANDBOX.stop)
+SANDBOX_CUSTOMERS = 120
+
+# The SDK builds its test class at import time from a config, and its runner keeps this
+# dict: the fixture below points it at the module's sandbox before the first sync, so that
+# collection starts no process. Until then it names a port nothing listens on.
+CONFIG = {"auth_token": "set-by-the-fixture", "api_url": "http://127.0.0.1:9", "page_size": 50}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_config(sandbox_server: SandboxProcess) -> None:
+    CONFIG.update(auth_token=sandbox_server.token, api_url=sandbox_server.url)
+
 
 TestTapPiriod = get_tap_test_class(
     tap_class=TapPiriod,
-    config={"auth_token": _SANDBOX.token, "api_url": _SANDBOX.url, "page_size": 50},
+    config=CONFIG,
     suite_config=SuiteConfig(max_records_limit=None),
 )

@@ -10,26 +10,14 @@ import time
 from target_helpers import (
     TARGET,
     assert_exactly_once,
-    new_customer,
-    record_message,
+    numbered_load,
     run_target,
-    schema_message,
-    state_message,
     target_config,
     write_config,
     write_input,
 )
 
 COUNT = 200
-
-
-def crash_input() -> list[dict]:
-    messages = [schema_message()]
-    for n in range(1, COUNT + 1):
-        messages.append(record_message(new_customer(n)))
-        if n % 10 == 0:
-            messages.append(state_message({"position": n}))
-    return messages
 
 
 def wait_for(sandbox, process: subprocess.Popen | None, counter: str, at_least: int) -> None:
@@ -50,7 +38,7 @@ def kill_after_creates(sandbox, process: subprocess.Popen, creates: int) -> None
 
 
 def test_sigkill_mid_load_then_rerun_ends_with_each_customer_exactly_once(sandbox, tmp_path):
-    messages = crash_input()
+    messages = numbered_load(COUNT)
     config = target_config(sandbox, tmp_path, match_field="tax_id", batch_size_rows=20,
                            max_workers=2)
     command = [*TARGET, "--config", str(write_config(tmp_path, config)),
@@ -83,7 +71,7 @@ def test_sigkill_mid_load_then_rerun_ends_with_each_customer_exactly_once(sandbo
 
 def test_a_post_in_flight_at_the_kill_is_matched_by_the_rerun(sandbox, tmp_path):
     """The server commits a POST after the client died: the re-run patches, never re-creates."""
-    messages = crash_input()[:12]  # SCHEMA, 10 records, STATE
+    messages = numbered_load(COUNT)[:12]  # SCHEMA, 10 records, STATE
     config = target_config(sandbox, tmp_path, match_field="metadata.erp_id", max_workers=1)
     command = [*TARGET, "--config", str(write_config(tmp_path, config)),
                "--input", str(write_input(tmp_path, messages))]
@@ -105,7 +93,7 @@ def test_a_post_in_flight_at_the_kill_is_matched_by_the_rerun(sandbox, tmp_path)
 def test_a_state_waits_for_a_stuck_write_while_later_records_are_written(sandbox, tmp_path):
     """No barrier at a STATE: later batches are written while an earlier write is stuck,
     and no STATE after the stuck record comes out until it is written."""
-    messages = crash_input()[:67]  # SCHEMA, records 1-60, a STATE after every 10
+    messages = numbered_load(COUNT)[:67]  # SCHEMA, records 1-60, a STATE after every 10
     config = target_config(sandbox, tmp_path, match_field="tax_id", batch_size_rows=10,
                            max_workers=2, request_timeout=30)
     command = [*TARGET, "--config", str(write_config(tmp_path, config)),

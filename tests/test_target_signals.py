@@ -20,11 +20,8 @@ from target_helpers import (
     SUMMARY,
     TARGET,
     assert_exactly_once,
-    new_customer,
-    record_message,
+    numbered_load,
     run_target,
-    schema_message,
-    state_message,
     target_config,
     write_config,
     write_input,
@@ -32,16 +29,6 @@ from target_helpers import (
 
 COUNT = 200
 SETTINGS = {"match_field": "tax_id", "batch_size_rows": 20, "max_workers": 2}
-
-
-def load_messages(count: int = COUNT) -> list[dict]:
-    """SCHEMA, ``count`` new customers, a STATE after every 10 (its position)."""
-    messages = [schema_message()]
-    for n in range(1, count + 1):
-        messages.append(record_message(new_customer(n)))
-        if n % 10 == 0:
-            messages.append(state_message({"position": n}))
-    return messages
 
 
 def tax_ids(last: int) -> list[str]:
@@ -125,7 +112,7 @@ def rerun_completes(sandbox, tmp_path, messages: list[dict], count: int = COUNT)
 
 
 def test_sigterm_while_the_index_is_read(sandbox, tmp_path):
-    messages = load_messages()
+    messages = numbered_load(COUNT)
     sandbox.set_faults(latency_ms=300)  # three index pages, each slow
     target = Target(sandbox, tmp_path, messages)
     wait_until(sandbox, target, "GET", 1)
@@ -137,7 +124,7 @@ def test_sigterm_while_the_index_is_read(sandbox, tmp_path):
 
 
 def test_sigterm_while_batches_are_planned_and_written(sandbox, tmp_path):
-    messages = load_messages()
+    messages = numbered_load(COUNT)
     sandbox.set_faults(latency_ms=25)
     target = Target(sandbox, tmp_path, messages)
     wait_until(sandbox, target, "creates", 50)
@@ -149,7 +136,7 @@ def test_sigterm_while_batches_are_planned_and_written(sandbox, tmp_path):
 
 
 def test_sigterm_while_waiting_out_a_429(sandbox, tmp_path):
-    messages = load_messages()
+    messages = numbered_load(COUNT)
     # The 30th POST is throttled for two minutes: every write waits on the shared gate.
     sandbox.set_faults(latency_ms=10, retry_after=120,
                        script=[{"nth": 30, "fault": "429", "method": "POST"}])
@@ -168,7 +155,7 @@ def test_sigterm_while_waiting_out_a_429(sandbox, tmp_path):
 def test_a_signal_while_waiting_for_input_passes_on_what_was_written(sandbox, tmp_path,
                                                                      signum):
     """The tap is slow (its pipe open, silent): the signal stops the read at once."""
-    messages = load_messages(40)
+    messages = numbered_load(40)
     target = Target(sandbox, tmp_path, None)
     target.process.stdin.write("".join(json.dumps(m) + "\n" for m in messages))
     target.process.stdin.flush()
@@ -179,11 +166,11 @@ def test_a_signal_while_waiting_for_input_passes_on_what_was_written(sandbox, tm
     assert states[-1] == {"position": 40}  # written while it waited: passed on at the stop
     assert sandbox.stats()["creates"] == 40
     target.process.stdin.close()
-    rerun_completes(sandbox, tmp_path, load_messages(), COUNT)
+    rerun_completes(sandbox, tmp_path, numbered_load(COUNT), COUNT)
 
 
 def test_a_second_signal_exits_at_once_with_no_state_past_a_stuck_write(sandbox, tmp_path):
-    messages = load_messages(60)
+    messages = numbered_load(60)
     # One POST of the second batch (records 21-40) takes 8 s; the first signal waits for it.
     sandbox.set_faults(slow_ms=8000, script=[{"nth": 25, "fault": "slow", "method": "POST"}])
     target = Target(sandbox, tmp_path, messages, request_timeout=30)

@@ -10,12 +10,13 @@ tests that are input-independent run as they are.
 
 from __future__ import annotations
 
-import atexit
 import json
-import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
-from singer_sdk.testing import get_target_test_class
+import pytest
+from singer_sdk.testing import SuiteConfig, get_target_test_class
+from singer_sdk.testing.runners import TargetTestRunner
 from singer_sdk.testing.suites import SingerTestSuite
 from singer_sdk.testing.target_tests import (
     TargetCliPrintsTest,
@@ -28,36 +29,57 @@ from target_helpers import new_customer, record_message, schema_message, state_m
 from piriod_sandbox import SandboxProcess
 from target_piriod.target import TargetPiriod
 
-# The SDK builds its test class at import time from a config, so the sandbox must be up
-# before collection; it is stopped when the test process exits.
-_SANDBOX = SandboxProcess(20).start()
-atexit.register(_SANDBOX.stop)
-_WORKDIR = Path(tempfile.mkdtemp(prefix="target-piriod-standard-"))
-CONFIG = {"auth_token": _SANDBOX.token, "api_url": _SANDBOX.url, "match_field": "tax_id",
-          "dead_letter_path": str(_WORKDIR / "rejects.jsonl"), "max_retries": 2}
+SANDBOX_CUSTOMERS = 20
+
+# The SDK builds its test class at import time from a config, and its runner keeps this
+# dict: the fixture below points it at the module's sandbox and a temp dir before the first
+# test, so that collection starts no process. Until then it names a port nothing listens on.
+CONFIG = {"auth_token": "set-by-the-fixture", "api_url": "http://127.0.0.1:9",
+          "match_field": "tax_id", "dead_letter_path": "set-by-the-fixture", "max_retries": 2}
+
+
+class Live(NamedTuple):
+    """The SDK's ``resource`` for these tests: the sandbox and a directory for inputs."""
+
+    sandbox: SandboxProcess
+    workdir: Path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _live_config(sandbox_server: SandboxProcess, tmp_path_factory: pytest.TempPathFactory,
+                 ) -> Path:
+    workdir = tmp_path_factory.mktemp("target-piriod-standard")
+    CONFIG.update(auth_token=sandbox_server.token, api_url=sandbox_server.url,
+                  dead_letter_path=str(workdir / "rejects.jsonl"))
+    return workdir
+
 
 NARROW_SCHEMA = {"type": "object", "properties": {"tax_id": {"type": "string"},
                                                   "name": {"type": "string"}}}
-
-
-def by_tax_id() -> dict[str, dict]:
-    return {customer["tax_id"]: customer for customer in _SANDBOX.customers()}
 
 
 class CustomersFileTest(TargetFileTestTemplate):
     """A standard file test whose input is built in Python and written to a temp file."""
 
     messages: tuple[dict, ...] = ()
+    resource: Live
+
+    def run(self, config: SuiteConfig, resource: Live, runner: TargetTestRunner) -> None:
+        self.resource = resource  # the SDK sets it after it reads singer_filepath
+        super().run(config, resource, runner)
 
     @property
     def singer_filepath(self) -> Path:
-        path = _WORKDIR / f"{self.name}.singer"
+        path = self.resource.workdir / f"{self.name}.singer"
         path.write_text("".join(json.dumps(m) + "\n" for m in self.messages))
         return path
 
-    def setup(self) -> None:
-        _SANDBOX.set_faults()
-        _SANDBOX.reset(20)
+    @property
+    def sandbox(self) -> SandboxProcess:
+        return self.resource.sandbox
+
+    def by_tax_id(self) -> dict[str, dict]:
+        return {customer["tax_id"]: customer for customer in self.sandbox.customers()}
 
 
 class CustomersDuplicateRecords(CustomersFileTest):
@@ -68,8 +90,8 @@ class CustomersDuplicateRecords(CustomersFileTest):
                                     for n in range(5)), state_message({"done": 5}))
 
     def validate(self) -> None:
-        customers = by_tax_id()
-        assert len(customers) == 22 and _SANDBOX.stats()["creates"] == 2
+        customers = self.by_tax_id()
+        assert len(customers) == 22 and self.sandbox.stats()["creates"] == 2
         assert customers["77.000.000-K"]["phone"] == "+4"
         assert customers["77.001.000-K"]["phone"] == "+3"
 
@@ -85,7 +107,7 @@ class CustomersMultipleStateMessages(CustomersFileTest):
     def validate(self) -> None:
         states = [s if isinstance(s, dict) else json.loads(s) for s in self.runner.state_messages]
         assert states and states[-1] == {"position": 6}
-        assert len(by_tax_id()) == 26
+        assert len(self.by_tax_id()) == 26
 
 
 class CustomersOptionalAttributes(CustomersFileTest):
@@ -96,7 +118,7 @@ class CustomersOptionalAttributes(CustomersFileTest):
                 record_message(new_customer(2, phone=None, website=None)))
 
     def validate(self) -> None:
-        customers = by_tax_id()
+        customers = self.by_tax_id()
         assert customers["77.001.000-K"]["name"] == "Only"
         assert customers["77.001.000-K"]["email"] is None
         assert customers["77.002.000-K"]["phone"] is None
@@ -112,7 +134,7 @@ class CustomersEncodedStringData(CustomersFileTest):
                                     for n, text in enumerate(names, start=1)))
 
     def validate(self) -> None:
-        customers = by_tax_id()
+        customers = self.by_tax_id()
         for n, text in enumerate(self.names, start=1):
             assert customers[f"77.{n:03d}.000-K"]["name"] == text
 
@@ -129,8 +151,8 @@ class CustomersSchemaUpdates(CustomersFileTest):
                 record_message(new_customer(2)))
 
     def validate(self) -> None:
-        customers = by_tax_id()
-        assert len(customers) == 22 and _SANDBOX.stats()["creates"] == 2
+        customers = self.by_tax_id()
+        assert len(customers) == 22 and self.sandbox.stats()["creates"] == 2
         assert customers["77.001.000-K"]["name"] == "Second"
 
 
@@ -142,7 +164,7 @@ class CustomersSpecialCharsInAttributes(CustomersFileTest):
                                                   "Ünïcode key!": "x", "id_": 3}))
 
     def validate(self) -> None:
-        assert "Ünïcode key!" not in by_tax_id()["77.001.000-K"]
+        assert "Ünïcode key!" not in self.by_tax_id()["77.001.000-K"]
 
 
 class CustomersRecordWithoutKeyProperty(CustomersFileTest):
@@ -157,10 +179,10 @@ class CustomersRecordWithoutKeyProperty(CustomersFileTest):
     messages = (schema_message(key_properties=["id"]), record_message(new_customer(1)))
 
     def validate(self) -> None:
-        assert "77.001.000-K" in by_tax_id()
+        assert "77.001.000-K" in self.by_tax_id()
 
 
-TestTargetPiriod = get_target_test_class(
+StandardTargetTests = get_target_test_class(
     TargetPiriod,
     config=CONFIG,
     include_target_tests=False,
@@ -171,3 +193,11 @@ TestTargetPiriod = get_target_test_class(
         CustomersSpecialCharsInAttributes, CustomersRecordWithoutKeyProperty,
     ])],
 )
+
+
+class TestTargetPiriod(StandardTargetTests):
+    """The suite above, each test on the module's sandbox reset to its 20 customers."""
+
+    @pytest.fixture
+    def resource(self, sandbox: SandboxProcess, _live_config: Path) -> Live:
+        return Live(sandbox, _live_config)

@@ -1,4 +1,4 @@
-"""The plan file (``plan_path``): a dry run's plan is what a real run then writes.
+"""The plan and audit log (``plan_path``): a dry run's plan is what a real run then writes.
 
 A mixed load (creates, updates, a merged duplicate, unchanged customers, rejects) is run
 twice against the sandbox: first with ``dry_run``, which must send no write request and

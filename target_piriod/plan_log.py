@@ -1,4 +1,4 @@
-"""The plan file (``plan_path``): one JSON line per customer created or updated.
+"""The plan and audit log (``plan_path``): one JSON line per customer created or updated.
 
 With ``dry_run`` it is the plan of a load, for a person to review before running it:
 each customer that would be created or updated, with its key, its id (updates) and, per
