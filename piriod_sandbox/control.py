@@ -160,11 +160,11 @@ class SandboxProcess:
         third list request is answered, delete 2 of the first 10 customers in creation
         order and insert one stamped between two of them.
         """
-        return self.call("PUT", "churn", plan)  # type: ignore[return-value]
+        return self.call("PUT", "churn", plan)
 
     def churn(self) -> dict:
         """Return the churn plan and what it did (list_requests, applied, deleted, inserted)."""
-        return self.call("GET", "churn")  # type: ignore[return-value]
+        return self.call("GET", "churn")
 
     def patch_faults(self, **changes: object) -> dict:
         """Merge keys into the current fault plan (its counters restart); return the plan."""
