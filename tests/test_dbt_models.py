@@ -11,6 +11,7 @@ a contact or missing a deletion fails here.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -273,6 +274,9 @@ def test_dbt_tests_fail_on_bad_data_and_freshness_reads_the_extraction_stamp(
 def test_reconcile_duckdb_job_rebuilds_the_models_with_the_deleted_customer_flagged(
         meltano: Meltano, sandbox: SandboxProcess, tmp_path: Path) -> None:
     """reconcile-duckdb ends with dbt run and dbt test: `is_deleted` shows without waiting."""
+    # The job's SQL steps run the repo's examples/duckdb/ files (the project copy has none).
+    shutil.copytree(REPO / "examples" / "duckdb", meltano.root / "examples" / "duckdb",
+                    dirs_exist_ok=True)
     database = tmp_path / "warehouse.duckdb"
     query = duckdb_query(database)
     env = duckdb_env(sandbox, database, DUCKDB_SQL_FILEPATH=str(database))
@@ -336,7 +340,8 @@ def test_postgres_job_models_and_a_reconcile_flags_the_deleted_customer(
 def test_utilities_are_pinned_and_dbt_duckdb_runs_target_duckdbs_duckdb() -> None:
     """What installs offline, pinned; one DuckDB version for the loader and dbt."""
     plugins = yaml.safe_load((REPO / "meltano.yml").read_text())["plugins"]
-    utilities = {plugin["name"]: plugin["pip_url"].split() for plugin in plugins["utilities"]}
+    utilities = {plugin["name"]: plugin["pip_url"].split() for plugin in plugins["utilities"]
+                 if plugin["name"].startswith("dbt-")}
     assert utilities == {
         "dbt-duckdb": ["dbt-core==1.10.23", "dbt-duckdb==1.10.1", "duckdb==1.2.2",
                        "meltano-dbt-ext==0.5.0"],
