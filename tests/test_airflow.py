@@ -219,10 +219,12 @@ def test_when_meltano_fails_the_import_error_says_why(
 def replication_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project whose tap-piriod is this checkout and whose replication job loads DuckDB.
 
-    The repo's job loads PostgreSQL and runs dbt on it (tests/test_meltano_reconcile.py and
-    tests/test_dbt_models.py run it); here the warehouse is a DuckDB file so that no server
-    is needed, and the job only loads it. The schedule and job are the same. Only the two
-    plugins the job runs are installed (seconds, from uv's cache).
+    The repo's job loads PostgreSQL from BATCH files (tap-piriod--batch) and runs dbt on it
+    (tests/test_tap_batch_meltano.py and tests/test_dbt_models.py run it); here the
+    warehouse is a DuckDB file so that no server is needed, and the job only loads it with
+    tap-piriod, which sends RECORD messages in prod too (target-duckdb reads no BATCH).
+    The schedule and job are the same. Only the two plugins the job runs are installed
+    (seconds, from uv's cache).
     """
     root = tmp_path_factory.mktemp("airflow-project")
     (root / "meltano.yml").write_text((REPO / "meltano.yml").read_text())
@@ -232,8 +234,8 @@ def replication_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
             if plugin.get("pip_url") == "-e .":
                 plugin["pip_url"] = f"-e {REPO}"
         [job] = [job for job in data["jobs"] if job["name"] == "warehouse-replication"]
-        assert job["tasks"][0].startswith("tap-piriod target-postgres")
-        job["tasks"] = ["tap-piriod target-duckdb"]
+        assert job["tasks"][0].startswith("tap-piriod--batch target-postgres")
+        job["tasks"] = ["tap-piriod target-duckdb"]  # RECORD mode, in dev and prod alike
 
     edit_project(root, to_duckdb)
     meltano(root, "install", "tap-piriod", "target-duckdb")

@@ -11,6 +11,7 @@ a contact or missing a deletion fails here.
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -39,7 +40,8 @@ CONTACTS = "analytics.stg_piriod__customer_contacts"
 CUSTOMER_COLUMNS = (
     "customer_id, name, email, tax_id, currency_code, country_code, country_name, "
     "state_code, state_name, balance, sales, sales_current_period, contact_count, "
-    "payment_source_count, created_at, updated_at, is_deleted, deleted_at, extracted_at")
+    "payment_source_count, created_at, updated_at, is_deleted, deleted_at, extracted_at, "
+    "loaded_at")
 CONTACT_COLUMNS = "customer_id, contact_id, contact_position, name, email, phone"
 DBT_TESTS = 16  # data tests of transform/ (schema tests and singular tests)
 
@@ -117,15 +119,21 @@ def modelled_customers(query: Query) -> dict[str, tuple]:
 
 
 def assert_models_match(query: Query, customers: list[dict],
-                        deleted: dict[str, dict] | None = None) -> dict[str, tuple]:
-    """The models hold the sandbox's customers (and the deleted ones flagged), exactly."""
+                        deleted: dict[str, dict] | None = None,
+                        stamped: bool = True) -> dict[str, tuple]:
+    """The models hold the sandbox's customers (and the deleted ones flagged), exactly.
+
+    ``stamped``: the live rows came from RECORD messages, so they carry the loader's
+    stamps; rows last written from BATCH files (the PostgreSQL job) carry none.
+    """
     deleted = deleted or {}
     modelled = modelled_customers(query)
     assert modelled.keys() == {c["id"] for c in customers} | deleted.keys()
     for customer in customers:
         row = modelled[customer["id"]]
         assert row[:18] == expected_customer(customer), customer["id"]
-        assert row[18] is not None  # extracted_at: the Singer stamp, renamed
+        # extracted_at, loaded_at: the Singer stamps, renamed (NULL for BATCH rows)
+        assert (row[18] is not None, row[19] is not None) == (stamped, stamped), row
     for customer_id, customer in deleted.items():
         row = modelled[customer_id]
         assert row[:16] == expected_customer(customer)[:16]
@@ -222,7 +230,7 @@ def test_models_work_without_the_singer_metadata_columns(
     assert not {c for c in columns if c.startswith("_sdc_")}
     modelled = modelled_customers(query)
     assert len(modelled) == SANDBOX_CUSTOMERS
-    assert {row[16:] for row in modelled.values()} == {(False, None, None)}
+    assert {row[16:] for row in modelled.values()} == {(False, None, None, None)}
     for customer in sandbox.customers():
         assert modelled[customer["id"]][:16] == expected_customer(customer)[:16]
 
@@ -263,12 +271,39 @@ def test_dbt_tests_fail_on_bad_data_and_freshness_reads_the_extraction_stamp(
     }, output[-6000:]
 
 
+def test_reconcile_duckdb_job_rebuilds_the_models_with_the_deleted_customer_flagged(
+        meltano: Meltano, sandbox: SandboxProcess, tmp_path: Path) -> None:
+    """reconcile-duckdb ends with dbt run and dbt test: `is_deleted` shows without waiting."""
+    # The job's SQL steps run the repo's examples/duckdb/ files (the project copy has none).
+    shutil.copytree(REPO / "examples" / "duckdb", meltano.root / "examples" / "duckdb",
+                    dirs_exist_ok=True)
+    database = tmp_path / "warehouse.duckdb"
+    query = duckdb_query(database)
+    env = duckdb_env(sandbox, database, DUCKDB_SQL_FILEPATH=str(database))
+    suffix = "dbt-reconcile-duckdb"
+    meltano("run", "--state-id-suffix", suffix, "warehouse-replication-duckdb", env=env)
+    assert_models_match(query, sandbox.customers())
+
+    doomed = next(c for c in sandbox.customers() if len(c.get("contacts") or []) >= 1)
+    assert sandbox.delete([doomed["id"]]) == [doomed["id"]]
+    done = meltano("run", "--state-id-suffix", suffix, "reconcile-duckdb", env=env)
+    assert_dbt_ran(done.stdout + done.stderr)
+    assert_models_match(query, sandbox.customers(), deleted={doomed["id"]: doomed})
+    flags = set(query(f"SELECT customer_id, is_customer_deleted FROM {CONTACTS}"))
+    assert {flag for customer_id, flag in flags if customer_id == doomed["id"]} == {True}
+
+
 # -- PostgreSQL -------------------------------------------------------------------------
 
 
 def test_postgres_job_models_and_a_reconcile_flags_the_deleted_customer(
         meltano: Meltano, sandbox: SandboxProcess, postgres: PostgresServer) -> None:
-    """warehouse-replication, then a customer deleted in Piriod, then reconcile and dbt."""
+    """warehouse-replication (BATCH files), a customer deleted in Piriod, the reconcile job.
+
+    The hourly job loads from BATCH files, whose rows target-postgres stamps with nothing;
+    the reconcile job reads in RECORD mode (stamps every row), retires the deleted
+    customer and rebuilds the models itself.
+    """
     postgres.create_database("dbt_models")
     query = postgres_query(postgres, "dbt_models")
     env = {**piriod_env(sandbox), **postgres_env(postgres, "target-postgres", "dbt_models"),
@@ -277,15 +312,14 @@ def test_postgres_job_models_and_a_reconcile_flags_the_deleted_customer(
 
     done = meltano("run", "--state-id-suffix", suffix, "warehouse-replication", env=env)
     assert_dbt_ran(done.stdout + done.stderr)
-    before = assert_models_match(query, sandbox.customers())
+    before = assert_models_match(query, sandbox.customers(), stamped=False)
     assert query(f"SELECT count(*) FROM {CUSTOMERS} WHERE is_deleted") == [(0,)]
 
     # Delete, in Piriod, a customer with contacts; the full read retires its row.
     doomed = next(c for c in sandbox.customers() if len(c.get("contacts") or []) >= 1)
     assert sandbox.delete([doomed["id"]]) == [doomed["id"]]
-    done = meltano("run", "--state-id-suffix", suffix, "tap-piriod--reconcile", "target-postgres",
-                   "dbt-postgres:run", "dbt-postgres:test", env=env)
-    assert_dbt_ran(done.stdout + done.stderr)
+    done = meltano("run", "--state-id-suffix", suffix, "reconcile", env=env)
+    assert_dbt_ran(done.stdout + done.stderr)  # the job's own dbt run and dbt test
 
     after = assert_models_match(query, sandbox.customers(), deleted={doomed["id"]: doomed})
     assert after.keys() == before.keys()
@@ -306,7 +340,8 @@ def test_postgres_job_models_and_a_reconcile_flags_the_deleted_customer(
 def test_utilities_are_pinned_and_dbt_duckdb_runs_target_duckdbs_duckdb() -> None:
     """What installs offline, pinned; one DuckDB version for the loader and dbt."""
     plugins = yaml.safe_load((REPO / "meltano.yml").read_text())["plugins"]
-    utilities = {plugin["name"]: plugin["pip_url"].split() for plugin in plugins["utilities"]}
+    utilities = {plugin["name"]: plugin["pip_url"].split() for plugin in plugins["utilities"]
+                 if plugin["name"].startswith("dbt-")}
     assert utilities == {
         "dbt-duckdb": ["dbt-core==1.10.23", "dbt-duckdb==1.10.1", "duckdb==1.2.2",
                        "meltano-dbt-ext==0.5.0"],

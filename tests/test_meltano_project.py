@@ -134,14 +134,38 @@ def test_hub_definition_can_be_added_to_a_new_project(tmp_path: Path, name: str)
 def test_jobs_and_schedules_are_listed(project: Path) -> None:
     schedules = meltano(project, "--environment=prod", "schedule", "list")
     assert "job warehouse-replication-hourly: warehouse-replication → " \
-           "['tap-piriod target-postgres dbt-postgres:run dbt-postgres:test']" in schedules
+           "['tap-piriod--batch target-postgres dbt-postgres:run dbt-postgres:test']" \
+        in schedules
+    assert "reconcile-weekly: reconcile → ['tap-piriod--reconcile target-postgres " \
+           "dbt-postgres:run dbt-postgres:test']" in schedules
     assert "reverse-etl-every-15-minutes: reverse-etl → ['tap-postgres target-piriod']" \
         in schedules
     assert "reverse-etl-csv-hourly: reverse-etl-csv → ['tap-spreadsheets target-piriod']" \
         in schedules
     assert "reconcile-duckdb-weekly: reconcile-duckdb → ['duckdb-sql:empty-full-read " \
-           "tap-piriod--reconcile target-duckdb--full-read duckdb-sql:retire-deleted']" \
-        in schedules
+           "tap-piriod--reconcile target-duckdb--full-read duckdb-sql:retire-deleted " \
+           "dbt-duckdb:run dbt-duckdb:test']" in schedules
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_only_the_postgresql_job_extractor_writes_batch_files(
+        project: Path, environment: str) -> None:
+    """BATCH is tap-piriod--batch's alone: tap-piriod (every other loader) and the reconcile
+    (ACTIVATE_VERSION needs RECORD messages) send RECORD messages in every environment."""
+
+    def batch_config(plugin: str) -> dict | None:
+        printed = meltano(project, f"--environment={environment}", "config", "print", plugin)
+        return json.loads(printed).get("batch_config")
+
+    assert batch_config("tap-piriod--batch") == {
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "storage": {"root": f"file://{project}/output/batches"}, "batch_size": 10000}
+    assert not batch_config("tap-piriod")
+    assert not batch_config("tap-piriod--reconcile")
+    # Meltano 4.4.1: an inheriting plugin that declared `settings:` would crash this.
+    listing = meltano(project, f"--environment={environment}", "config", "list",
+                      "tap-piriod--batch")
+    assert "batch_config.encoding.format" in listing
 
 
 def test_dev_is_the_default_for_every_command_with_the_env_file(project: Path) -> None:

@@ -115,7 +115,7 @@ def test_reconcile_marks_deleted_customers_and_leaves_the_rest_alone(
     assert len(before) == CUSTOMERS
     # Incremental runs send no table version: their rows count as older than any read.
     assert set(warehouse.deletion_marks().values()) == {(None, None)}
-    hourly_state = meltano.state(f"dev:tap-piriod-to-target-postgres:{suffix}")
+    hourly_state = meltano.state(f"dev:tap-piriod--batch-to-target-postgres:{suffix}")
 
     deleted = delete_two(sandbox)
     done = run(meltano, "reconcile", suffix, env)
@@ -135,7 +135,7 @@ def test_reconcile_marks_deleted_customers_and_leaves_the_rest_alone(
     assert len(versions) == 1 and None not in versions
     assert {marks[i][1] for i in deleted} == {None}
     # The reconcile plugin has its own state: the hourly job's bookmark is untouched.
-    assert meltano.state(f"dev:tap-piriod-to-target-postgres:{suffix}") == hourly_state
+    assert meltano.state(f"dev:tap-piriod--batch-to-target-postgres:{suffix}") == hourly_state
 
     # A live row retired by mistake (as an hourly run overlapping a reconcile would leave
     # it): the next reconcile rewrites it. Nothing else is retired, and the deleted rows

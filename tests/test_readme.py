@@ -51,6 +51,8 @@ NOT_RUN = {
     "meltano add --plugin-type extractor":
         "adds the plugins to a project of your own; tests/test_meltano_project.py does it",
     "meltano --environment=prod run tap-piriod target-duckdb": "the real API, a real token",
+    "meltano run --full-refresh tap-piriod target-postgres":
+        "PostgreSQL; tests/test_tap_attributes_meltano.py runs the recipe",
     "meltano --environment=prod run reconcile":
         "the real API and PostgreSQL; tests/test_meltano_reconcile.py runs the job",
     "export TAP_POSTGRES_HOST":
