@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from typing_extensions import assert_never
 
 from piriod.client import PiriodClient
 from piriod.errors import (
@@ -50,13 +51,14 @@ from piriod.errors import (
     StoppedError,
 )
 from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
+from target_piriod.actions import Action, Kind, Rejection
 from target_piriod.index import CustomerIndex
 from target_piriod.jsonsafe import abridge
 from target_piriod.keys import Key, KeySpec
 from target_piriod.lookup import KeyLookups
-from target_piriod.plan import MODES, Action, Planner
+from target_piriod.plan import MODES, Planner
 from target_piriod.plan_log import PlanFile
-from target_piriod.report import DeadLetterError, DeadLetterWriter, Rejection, Report, Summary
+from target_piriod.report import DeadLetterError, DeadLetterWriter, Report, Summary
 from target_piriod.sinks import CustomersSink
 from target_piriod.write import CustomerWriter, DryRun, Outcome, Writes
 
@@ -116,6 +118,7 @@ class Loader:
             self.client, self.spec, logger, max_workers=max_workers,
             full_batch=int(config.get("batch_size_rows") or CustomersSink.MAX_SIZE_DEFAULT),
             progress=self.report.indexing)
+        self.lookup = SettledLookup(self.lookups, self.writes)
         self.received = 0  # records handed to load(), in order
         self.handled = 0  # the first `handled` of them are wholly dealt with
         self._batches: dict[int, _Batch] = {}  # not wholly handled yet, oldest first
@@ -142,7 +145,7 @@ class Loader:
         earlier = self.writes.started()
         with self._load_errors():
             self.lookups.prepare(records)  # the index, or this batch's keys looked up
-            plan = self.planner.plan(records, self)
+            plan = self.planner.plan(records, self.lookup)
             for refusal in plan.refusals:
                 self.report.reject(refusal.records, refusal.key, refusal.rejection)
             for action in plan.actions:
@@ -243,13 +246,16 @@ class Loader:
 
     def _start(self, action: Action, batch: _Batch) -> None:
         """Count what needs no write; hand the rest to the writes."""
-        if action.kind == "unchanged":
-            self.summary.unchanged += 1
-        elif action.kind == "skip":
-            self.summary.skipped += 1
-        else:
-            batch.open += 1
-            self.writes.submit(action)
+        match action.kind:
+            case Kind.UNCHANGED:
+                self.summary.unchanged += 1
+            case Kind.SKIP:
+                self.summary.skipped += 1
+            case Kind.CREATE | Kind.UPDATE:
+                batch.open += 1
+                self.writes.submit(action)
+            case _:
+                assert_never(action.kind)
 
     def _record(self, action: Action, outcome: Outcome) -> None:
         """Count a finished write and update the index, or dead-letter its records."""
@@ -257,13 +263,13 @@ class Loader:
             self.report.reject(action.records, action.key, outcome)
         else:
             self.index.add(outcome)
-            if action.kind == "create":
+            if action.kind is Kind.CREATE:
                 self.summary.created += 1
-            else:
+            else:  # only creates and updates are written (_start)
                 self.summary.updated += 1
             if self.plan_file is not None:  # planned (dry run), or written and accepted
                 self.plan_file.write(action, outcome)
-            self.logger.debug("%sd customer %s (%s=%r)", action.kind, outcome["id"],
+            self.logger.debug("%sd customer %s (%s=%r)", action.kind.value, outcome["id"],
                               *action.key)
         self._batches[action.batch].open -= 1  # last: only what was recorded is handled
         self._advance()
@@ -279,20 +285,31 @@ class Loader:
     def _client_counts(self) -> tuple[int, int, int]:
         return self.client.requests_sent, self.client.retries, self.client.throttle.throttled
 
-    # -- the lookup planning uses (target_piriod.plan.Lookup) ----------------------------
-
     @property
     def index(self) -> CustomerIndex:
         """Return the run's customer index: the whole account, or what lookups found."""
         return self.lookups.index
 
+
+@dataclass
+class SettledLookup:
+    """What the planner may ask (``target_piriod.plan.Lookup``), answered for a run.
+
+    Customers come from the run's ``KeyLookups`` (the index, or keys looked up one by
+    one); a key or customer in a write in flight is first settled by the writes, so the
+    planner matches against what that write wrote.
+    """
+
+    customers: KeyLookups
+    writes: Writes | DryRun
+
     def customer(self, customer_id: str) -> dict | None:
         """Return a customer by id (see ``target_piriod.lookup``)."""
-        return self.lookups.customer(customer_id)
+        return self.customers.customer(customer_id)
 
     def customers_with(self, value: str) -> list[dict]:
         """Return the customers whose match key is ``value``."""
-        return self.lookups.customers_with(value)
+        return self.customers.customers_with(value)
 
     def wait_for_key(self, key: Key) -> None:
         """Return once no write in flight holds this match key (recording those that did)."""

@@ -1,7 +1,7 @@
 """Planning a batch: validate, key, merge, match and diff its records into actions.
 
 Planning decides, and does nothing: it reads customers and waits for writes in flight
-only through a ``Lookup`` (the ``Loader`` is one), and returns the actions to take and
+only through a ``Lookup`` (``target_piriod.lookup``), and returns the actions to take and
 the records it refused. So the rules of what a record means live here, testable alone:
 
 * a record failing the write schema is refused (``invalid``), one without a key too
@@ -22,14 +22,13 @@ diffed against what that write wrote (see ``target_piriod.write``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from functools import reduce
 from typing import Protocol
 
+from target_piriod.actions import Action, Item, Kind, Plan, Refusal, Rejection
 from target_piriod.diff import changes_for, merge_payloads
 from target_piriod.keys import Key, KeySpec, record_key
 from target_piriod.records import PayloadValidator, to_payload
-from target_piriod.report import Rejection
 
 MODES = ("upsert", "create_only", "update_only")
 
@@ -56,55 +55,6 @@ class Lookup(Protocol):
 
     def wait_for_customer(self, customer_id: str) -> bool:
         """Return once no write in flight holds this customer; True if one did."""
-
-
-@dataclass
-class Item:
-    """One valid incoming record, its key and its write payload."""
-
-    record: dict
-    key: Key
-    payload: dict
-
-
-@dataclass
-class Action:
-    """What to do for one customer: create, update, unchanged or skip (create_only)."""
-
-    kind: str
-    key: Key
-    items: list[Item]
-    payload: dict
-    current: dict | None = None
-    changes: dict = field(default_factory=dict)
-    batch: int = 0  # the batch that planned it (the Loader counts handled records by batch)
-
-    @property
-    def records(self) -> list[dict]:
-        """Return the incoming records this action carries out."""
-        return [item.record for item in self.items]
-
-
-@dataclass
-class Refusal:
-    """Records that planning refused, with their key (if any) and why."""
-
-    records: list[dict]
-    key: Key | None
-    rejection: Rejection
-
-
-@dataclass
-class Plan:
-    """A planned batch: the actions to take, the refusals, and how many were merged."""
-
-    actions: list[Action] = field(default_factory=list)
-    refusals: list[Refusal] = field(default_factory=list)
-
-    @property
-    def merged(self) -> int:
-        """Return how many records were folded into another with the same key."""
-        return sum(len(action.items) - 1 for action in self.actions)
 
 
 class Planner:
@@ -142,7 +92,8 @@ class Planner:
                 earlier.items += group
                 earlier.payload = merge_payloads(earlier.payload, payload)
             else:
-                by_target[target] = Action("", key, list(group), payload, found or None)
+                by_target[target] = Action(Kind.CREATE, key, list(group), payload,
+                                           found or None)  # kind: see _decide
         for action in by_target.values():
             self._decide(action, plan)
         return plan
@@ -210,10 +161,10 @@ class Planner:
                     "not_found", f"no customer has {action.key[0]}={action.key[1]!r} and "
                     "mode is update_only")))
                 return
-            action.kind = "create"
+            action.kind = Kind.CREATE
         elif self.mode == "create_only":
-            action.kind = "skip"
+            action.kind = Kind.SKIP
         else:
             action.changes = changes_for(action.current, action.payload)
-            action.kind = "update" if action.changes else "unchanged"
+            action.kind = Kind.UPDATE if action.changes else Kind.UNCHANGED
         plan.actions.append(action)

@@ -302,7 +302,7 @@ def test_planning_alone_merges_matches_and_diffs():
         {"name": "no key"}, {"tax_id": "4", "email": "nope"},             # refused
         {"id": "zz"}, {"tax_id": "1", "phone": "1", "name": "A2"},        # not found; dup
     ], lookup)
-    kinds = {action.key: (action.kind, action.changes or action.payload)
+    kinds = {action.key: (action.kind.value, action.changes or action.payload)
              for action in plan.actions}
     assert kinds == {("tax_id", "1"): ("update", {"phone": "1", "name": "A2", "address": "x"}),
                      ("tax_id", "3"): ("create", {"tax_id": "3", "name": "New", "phone": "3"})}
@@ -321,7 +321,7 @@ def test_planning_modes(mode, kinds, refused):
     lookup = DictLookup(spec, [{"id": "a", "tax_id": "1", "name": "A"}])
     plan = Planner(spec, mode).plan([{"tax_id": "1", "name": "A" if refused else "B"},
                                      {"tax_id": "2", "name": "N"}], lookup)
-    assert {action.kind for action in plan.actions} == kinds
+    assert {action.kind.value for action in plan.actions} == kinds
     assert [refusal.rejection.reason for refusal in plan.refusals] == refused
 
 
