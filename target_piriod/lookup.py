@@ -174,7 +174,7 @@ class KeyLookups:
             if self.sent + cost >= self._pages():
                 self._listing = (first, listing)  # the index's read goes on from page 2
             else:
-                listing.close()  # asks for no other page
+                _abandon(listing)  # asks for no other page
         if self.sent + cost >= self._pages():
             return (f"{self.sent + cost} lookup requests would cost as much as the index's "
                     f"{self._pages()} pages")
@@ -314,7 +314,7 @@ class KeyLookups:
         except ParametersRefusedError as error:
             return [], f"the server refuses the {field} filter ({error})"
         finally:
-            pages.close()  # an abandoned read asks for no further page
+            _abandon(pages)  # an abandoned read asks for no further page
         return found, None
 
     def _holds(self, customer: Any, value: str) -> bool:
@@ -386,6 +386,16 @@ class KeyLookups:
         """Tell whether the index holds this customer already (looked up or written)."""
         customer_id = customer.get("id") if isinstance(customer, dict) else None
         return isinstance(customer_id, str) and self.index.get(customer_id) is not None
+
+
+def _abandon(pages: Iterator[Page]) -> None:
+    """Close a page read left part-way, so that it asks for no further page.
+
+    ``PiriodClient.list_pages`` returns a generator, typed as the Iterator it is used as.
+    """
+    close = getattr(pages, "close", None)
+    if close is not None:
+        close()
 
 
 def sendable(text: str) -> bool:

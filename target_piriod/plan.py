@@ -22,8 +22,9 @@ diffed against what that write wrote (see ``target_piriod.write``).
 
 from __future__ import annotations
 
+import enum
 from functools import reduce
-from typing import Protocol
+from typing import Literal, Protocol
 
 from target_piriod.actions import Action, Item, Kind, Plan, Refusal, Rejection
 from target_piriod.diff import changes_for, merge_payloads
@@ -31,6 +32,16 @@ from target_piriod.keys import Key, KeySpec, record_key
 from target_piriod.records import PayloadValidator, to_payload
 
 MODES = ("upsert", "create_only", "update_only")
+
+
+class _Refused(enum.Enum):
+    """What matching returns for a key it refused (a typed sentinel: not a customer)."""
+
+    REFUSED = enum.auto()
+
+
+REFUSED = _Refused.REFUSED
+Match = dict | None | Literal[_Refused.REFUSED]  # a customer, no customer, or refused
 
 
 class UnverifiedMatch(Exception):
@@ -79,7 +90,7 @@ class Planner:
         for key, group in by_key.items():
             payload = reduce(merge_payloads, (item.payload for item in group))
             found = self._match_settled(key, group, payload, lookup, plan)
-            if found is False:
+            if found is REFUSED:
                 continue
             # Unmatched, but an earlier record of this batch gives that key to a customer
             # (the index does not know yet): that customer, not a new one.
@@ -116,7 +127,7 @@ class Planner:
         return Item(record, key, payload)
 
     def _match_settled(self, key: Key, group: list[Item], payload: dict, lookup: Lookup,
-                       plan: Plan) -> dict | bool | None:
+                       plan: Plan) -> Match:
         """Match a key once no write in flight holds it, its match key or its customer."""
         lookup.wait_for_key(key)
         value = self.spec.match_value(payload)
@@ -124,33 +135,34 @@ class Planner:
             lookup.wait_for_key((self.spec.label, value))
         while True:
             found = self._match(key, group, lookup, plan)
-            if not found or not lookup.wait_for_customer(found["id"]):
+            if found is None or found is REFUSED or \
+                    not lookup.wait_for_customer(found["id"]):
                 return found
             # That customer was being written: match again against what was written.
 
     def _match(self, key: Key, group: list[Item], lookup: Lookup,
-               plan: Plan) -> dict | bool | None:
-        """Return the customer a key matches, None for no match, False if refused."""
+               plan: Plan) -> Match:
+        """Return the customer a key matches, None for no match, REFUSED if refused."""
         records = [item.record for item in group]
         if key[0] == "id":
             found = lookup.customer(key[1])
             if found is None:
                 plan.refusals.append(Refusal(records, key, Rejection(
                     "not_found", f"no customer has id {key[1]} (deleted?)", status=404)))
-                return False
+                return REFUSED
             return found
         try:
             matches = lookup.customers_with(key[1])
         except UnverifiedMatch as error:
             plan.refusals.append(Refusal(records, key, Rejection("unverified_match",
                                                                  str(error))))
-            return False
+            return REFUSED
         if len(matches) > 1:
             ids = ", ".join(customer["id"] for customer in matches)
             plan.refusals.append(Refusal(records, key, Rejection(
                 "ambiguous_match", f"{len(matches)} customers have {key[0]}={key[1]!r} "
                 f"({ids}); refusing to guess which one to update")))
-            return False
+            return REFUSED
         return matches[0] if matches else None
 
     def _decide(self, action: Action, plan: Plan) -> None:

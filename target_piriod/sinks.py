@@ -30,6 +30,7 @@ class CustomersSink(BatchSink):
     def __init__(self, target: Target, stream_name: str, schema: dict,
                  key_properties: Sequence[str] | None) -> None:
         super().__init__(target, stream_name, schema, key_properties)
+        # The SDK types target as Target; it is our TargetPiriod, which has the loader.
         self._loader: Loader = target.loader  # type: ignore[attr-defined]
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:

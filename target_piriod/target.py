@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from functools import cached_property
 from types import FrameType
@@ -117,7 +117,9 @@ class TargetPiriod(Target):
                     title="Max workers",
                     description="Concurrent write requests (threads over pooled keep-alive "
                                 "connections)."),
-        th.Property("request_timeout", th.NumberType(minimum=0.1), default=30,
+        # The SDK annotates NumberType's minimum as int; JSON Schema's minimum is any number.
+        th.Property("request_timeout", th.NumberType(minimum=0.1),  # type: ignore[arg-type]
+                    default=30,
                     title="Request timeout", description="Seconds to wait for a response."),
         th.Property("max_retries", th.IntegerType(minimum=0), default=5,
                     title="Max retries",
@@ -129,11 +131,13 @@ class TargetPiriod(Target):
                                 "target-piriod/<version>)."),
     ).to_dict()
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.stopper = Stopper()  # first: the SDK's __init__ installs the signal handler
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         if isinstance(self.message_reader, InputReader):
             self.message_reader.on_bad_line = self._stop_at_bad_line
+            self.message_reader.stopper = self.stopper
+            self.message_reader.on_stop = self._stop_after_signal
         self._failure_reported = False
         self.max_parallelism = 1  # one stream; its writes are concurrent in the Loader
         self.run_id = uuid.uuid4().hex[:12]
@@ -154,10 +158,10 @@ class TargetPiriod(Target):
         return super()._validate_config(raise_errors=raise_errors)
 
     @classmethod
-    def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: Any) -> None:
         """Run the target; an expected failure ends it with its message alone (``ended``)."""
         with ended():
-            super().invoke(**kwargs)  # type: ignore[arg-type]
+            super().invoke(**kwargs)
 
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option,
@@ -327,8 +331,10 @@ class TargetPiriod(Target):
             self.drain_one(sink)
 
     def _process_state_message(self, message_dict: dict) -> None:
-        """Hold a STATE until the records before it are handled (target_piriod.states)."""
-        self._assert_line_requires(message_dict, requires={"value"})
+        """Hold a STATE until the records before it are handled (target_piriod.states).
+
+        ``InputReader`` has already refused a STATE without ``value``.
+        """
         if not self.states.hold(message_dict["value"], self._records_in()):
             self.logger.warning("Ignoring an empty STATE message: passed on, it would make "
                                 "the next run start from nothing")
@@ -352,11 +358,14 @@ class TargetPiriod(Target):
 
     def process_endofpipe(self) -> None:
         """Drain, flush, emit the last STATE, print the summary; fail on too many rejects."""
-        self.stopper.check()  # a signal during the last message: that batch is not loaded
-        with self._summary_on_failure():
-            super().process_endofpipe()
-            self.loader.flush()
-            self._emit_ready_state()
+        try:
+            self.stopper.check()  # a signal during the last message: that batch is not loaded
+            with self._summary_on_failure():
+                super().process_endofpipe()
+                self.loader.flush()
+                self._emit_ready_state()
+        except (Interrupted, StoppedError):
+            self._stop_after_signal()
         summary = self._report(self.loader.finish())
         limit = int(self.config.get("max_rejects") or 0)
         if summary.rejected > limit:
@@ -373,15 +382,6 @@ class TargetPiriod(Target):
         """Replace the SDK's handler, which drained, wrote the latest STATE and exited 0."""
         loader = self.__dict__.get("loader")  # not built inside a signal handler
         self.stopper.handle(signum, loader.stop if loader is not None else _nothing)
-
-    def listen(self, file_input: Iterable[str] | None = None) -> None:  # type: ignore[override]
-        """Read and load the input; after a signal, stop as target_piriod.stopping says."""
-        source = file_input or self.message_reader.default_input
-        self.stopper.listening = True
-        try:
-            super().listen(self.stopper.lines(source))  # type: ignore[arg-type]
-        except (Interrupted, StoppedError):
-            self._stop_after_signal()
 
     def _stop_after_signal(self) -> NoReturn:
         """Let writes in flight finish (bounded), pass on what STATE is true, exit 128+n."""
