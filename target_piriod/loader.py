@@ -33,7 +33,7 @@ batches. The invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -50,11 +50,11 @@ from piriod.errors import (
     RetriesExhaustedError,
     StoppedError,
 )
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
 from target_piriod.actions import Action, Kind, Rejection
+from target_piriod.config import Settings
 from target_piriod.index import CustomerIndex
 from target_piriod.jsonsafe import abridge
-from target_piriod.keys import Key, KeySpec
+from target_piriod.keys import Key
 from target_piriod.lookup import KeyLookups
 from target_piriod.plan import MODES, Planner
 from target_piriod.plan_log import PlanFile
@@ -85,38 +85,31 @@ class _Batch:
 class Loader:
     """Upserts batches of customer records into Piriod."""
 
-    def __init__(self, config: Mapping[str, Any], logger: logging.Logger,
-                 run_id: str) -> None:
-        self.spec = KeySpec.parse(config.get("match_field") or "id")
-        self.dry_run = bool(config.get("dry_run"))
-        max_workers = max(1, int(config.get("max_workers") or 4))
+    def __init__(self, settings: Settings, logger: logging.Logger, run_id: str) -> None:
+        self.spec = settings.spec
+        self.dry_run = settings.dry_run
+        max_workers = settings.max_workers
         self.logger = logger
         self.client = PiriodClient(
-            check_api_url(config.get("api_url") or DEFAULT_API_URL),
-            clean_token(config.get("auth_token")),
-            timeout=float(config.get("request_timeout") or 30),
-            max_retries=int(config.get("max_retries", 5)),
-            user_agent=config.get("user_agent") or user_agent("target-piriod"),
+            settings.api_url, settings.auth_token, timeout=settings.request_timeout,
+            max_retries=settings.max_retries, user_agent=settings.user_agent,
             pool_size=max_workers, logger=logger)
-        dead_letters = DeadLetterWriter(
-            config.get("dead_letter_path") or "target-piriod-rejects.jsonl", run_id,
-            redact=self.client.redact)
+        dead_letters = DeadLetterWriter(settings.dead_letter_path, run_id,
+                                        redact=self.client.redact)
         try:
             dead_letters.check()  # before anything is read or written
         except DeadLetterError as error:
             raise LoadError(str(error)) from error
         self.report = Report(dead_letters, logger, dry_run=self.dry_run,
                              client_counts=self._client_counts, redact=self.client.redact)
-        plan_path = config.get("plan_path")
-        self.plan_file = PlanFile(plan_path, run_id, dry_run=self.dry_run,
-                                  redact=self.client.redact) if plan_path else None
-        self.planner = Planner(self.spec, config.get("mode") or "upsert",
-                               config.get("empty_values") or "ignore")
+        self.plan_file = PlanFile(settings.plan_path, run_id, dry_run=self.dry_run,
+                                  redact=self.client.redact) if settings.plan_path else None
+        self.planner = Planner(self.spec, settings.mode, settings.empty_values)
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
         self.lookups = KeyLookups(
             self.client, self.spec, logger, max_workers=max_workers,
-            full_batch=int(config.get("batch_size_rows") or CustomersSink.MAX_SIZE_DEFAULT),
+            full_batch=settings.batch_size_rows or CustomersSink.MAX_SIZE_DEFAULT,
             progress=self.report.indexing)
         self.lookup = SettledLookup(self.lookups, self.writes)
         self.received = 0  # records handed to load(), in order

@@ -16,7 +16,6 @@ from typing import Any, ClassVar, NoReturn
 
 import click
 from singer_sdk import Target
-from singer_sdk import typing as th
 from singer_sdk.exceptions import (
     ConfigValidationError,
     MappingError,
@@ -28,12 +27,11 @@ from singer_sdk.metrics import get_metrics_logger
 from singer_sdk.plugin_base import _ConfigInput
 
 from piriod.errors import ConfigError, PiriodError, StoppedError
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, read_config_files
+from piriod.settings import read_config_files
+from target_piriod.config import CONFIG_SCHEMA, Settings
 from target_piriod.jsonsafe import quote
-from target_piriod.keys import KeySpec
-from target_piriod.loader import MODES, Loader, LoadError, Summary
+from target_piriod.loader import Loader, LoadError, Summary
 from target_piriod.reader import InputReader
-from target_piriod.records import EMPTY_VALUES
 from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
 from target_piriod.stopping import Interrupted, Stopper
@@ -70,66 +68,7 @@ class TargetPiriod(Target):
         PluginCapabilities.ABOUT, PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.STRUCTURED_LOGGING]
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("auth_token", th.StringType, required=True, secret=True,
-                    title="Auth token",
-                    description="Piriod API token, sent as 'Authorization: Bearer <token>'. "
-                                "Never logged, nor written to the dead-letter file."),
-        th.Property("api_url", th.StringType, default="https://api.piriod.com",
-                    title="API URL", description="Base URL of the Piriod API."),
-        th.Property("match_field", th.StringType, default="id", title="Match field",
-                    description="How records without a Piriod 'id' are matched to customers: "
-                                "'id' (records without an id are rejected), an attribute "
-                                "such as 'tax_id' or 'email', or 'metadata.<key>' for an "
-                                "external id kept in the customer's metadata. A record "
-                                "with an 'id' is always matched by it."),
-        th.Property("mode", th.StringType, default="upsert", allowed_values=list(MODES),
-                    title="Mode",
-                    description="'upsert' creates unmatched records and patches matched "
-                                "ones; 'create_only' never patches (matched records are "
-                                "skipped); 'update_only' never creates (unmatched records "
-                                "are rejected)."),
-        th.Property("dry_run", th.BooleanType, default=False, title="Dry run",
-                    description="Read and match, but send no writes and emit no STATE (so "
-                                "the orchestrator keeps its bookmark and the real run after "
-                                "it sends every record): report what would be created, "
-                                "updated, left unchanged and rejected."),
-        th.Property("empty_values", th.StringType, default="ignore",
-                    allowed_values=list(EMPTY_VALUES), title="Empty values",
-                    description="What an empty string (a blank CSV cell) in an attribute "
-                                "means: 'ignore' leaves the attribute as Piriod holds it; "
-                                "'clear' sets it to null. Never an invalid value."),
-        th.Property("plan_path", th.StringType, title="Plan path",
-                    description="JSONL file of the customers created or updated, one line "
-                                "each: key, id and, per attribute, the value before and "
-                                "after. With dry_run it is the plan to review (the file is "
-                                "replaced); without, an audit log of the writes Piriod "
-                                "accepted (appended to). Not set: no file."),
-        th.Property("dead_letter_path", th.StringType,
-                    default="target-piriod-rejects.jsonl", title="Dead-letter path",
-                    description="JSONL file that rejected records are appended to, each "
-                                "with its key, the reason and what the API answered."),
-        th.Property("max_rejects", th.IntegerType(minimum=0), default=0,
-                    title="Max rejects",
-                    description="The run exits non-zero if more records than this were "
-                                "rejected (they are in the dead-letter file either way)."),
-        th.Property("max_workers", th.IntegerType(minimum=1, maximum=64), default=4,
-                    title="Max workers",
-                    description="Concurrent write requests (threads over pooled keep-alive "
-                                "connections)."),
-        # The SDK annotates NumberType's minimum as int; JSON Schema's minimum is any number.
-        th.Property("request_timeout", th.NumberType(minimum=0.1),  # type: ignore[arg-type]
-                    default=30,
-                    title="Request timeout", description="Seconds to wait for a response."),
-        th.Property("max_retries", th.IntegerType(minimum=0), default=5,
-                    title="Max retries",
-                    description="Retries of a request failing with 5xx, a timeout or a "
-                                "dropped connection (429s get a larger budget and honour "
-                                "Retry-After) before the run fails."),
-        th.Property("user_agent", th.StringType, title="User agent",
-                    description="User-Agent header of every request (default: "
-                                "target-piriod/<version>)."),
-    ).to_dict()
+    config_jsonschema = CONFIG_SCHEMA
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.stopper = Stopper()  # first: the SDK's __init__ installs the signal handler
@@ -143,6 +82,11 @@ class TargetPiriod(Target):
         self.run_id = uuid.uuid4().hex[:12]
         self.states = HeldStates()
 
+    @cached_property
+    def settings(self) -> Settings:
+        """Return the settings, checked once (see ``target_piriod.config``)."""
+        return Settings.parse(self.config)
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check the settings of our own before the SDK's schema, with their names and a fix.
 
@@ -150,9 +94,7 @@ class TargetPiriod(Target):
         """
         if raise_errors:
             try:
-                KeySpec.parse(self.config.get("match_field") or "id")
-                clean_token(self.config.get("auth_token"), self.name)
-                check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
+                self.settings  # noqa: B018  # parsed (and cached) here, or refused
             except ConfigError as error:
                 raise ConfigValidationError(str(error), errors=[str(error)]) from error
         return super()._validate_config(raise_errors=raise_errors)
@@ -180,7 +122,7 @@ class TargetPiriod(Target):
     @cached_property
     def loader(self) -> Loader:
         """Return the run's Loader (HTTP client, customer index, writer threads)."""
-        loader = Loader(self.config, self.logger, self.run_id)
+        loader = Loader(self.settings, self.logger, self.run_id)
         if self.stopper.signum is not None:  # a signal came while it was being built
             loader.stop()
         return loader
@@ -353,7 +295,7 @@ class TargetPiriod(Target):
         after the rehearsal would skip them. A dry run changes nothing, state included.
         """
         state = self.states.ready(self.loader.handled)
-        if state is not None and not self.config.get("dry_run"):
+        if state is not None and not self.settings.dry_run:
             self._write_state_message(state)
 
     def process_endofpipe(self) -> None:
@@ -367,7 +309,7 @@ class TargetPiriod(Target):
         except (Interrupted, StoppedError):
             self._stop_after_signal()
         summary = self._report(self.loader.finish())
-        limit = int(self.config.get("max_rejects") or 0)
+        limit = self.settings.max_rejects
         if summary.rejected > limit:
             path = self.loader.report.dead_letters.path
             raise TooManyRejectsError(

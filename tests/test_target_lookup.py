@@ -22,6 +22,7 @@ from target_helpers import (
 
 from piriod_sandbox import SandboxProcess
 from target_piriod import lookup
+from target_piriod.config import Settings
 from target_piriod.diff import WRITABLE
 from target_piriod.loader import Loader
 
@@ -58,7 +59,7 @@ def requests(sandbox: SandboxProcess, method: str | None = None) -> int:
 
 def make_loader(sandbox: SandboxProcess, tmp_path, **settings: object) -> Loader:
     config = target_config(sandbox, tmp_path, **{"match_field": "tax_id", **settings})
-    return Loader(config, logging.getLogger("test-lookup"), "run")
+    return Loader(Settings.parse(config), logging.getLogger("test-lookup"), "run")
 
 
 def load_batches(loader: Loader, *batches: list[dict]) -> None:

@@ -15,6 +15,7 @@ from piriod.client import PiriodClient
 from piriod.retry import Throttle
 from piriod.retry import retry_after_seconds as _retry_after
 from piriod.schema import load_customers_schema
+from target_piriod.config import Settings
 from target_piriod.diff import changes_for, customer_shape, merge_payloads, to_code
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import ConfigError, KeySpec, record_key
@@ -134,7 +135,7 @@ def test_client_follows_next_links_by_query_only(sandbox):
 def test_loader_sends_only_writable_changed_attributes(sandbox, tmp_path):
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl")}
-    loader = Loader(config, logging.getLogger("test"), "run")
+    loader = Loader(Settings.parse(config), logging.getLogger("test"), "run")
     sent: list[tuple[str, dict]] = []
     create, update = loader.client.create_customer, loader.client.update_customer
 
@@ -180,7 +181,7 @@ def test_writes_run_concurrently_over_reused_connections(sandbox, tmp_path):
     sandbox.set_faults(latency_ms=40)
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
-    loader = Loader(config, logging.getLogger("test"), "run")
+    loader = Loader(Settings.parse(config), logging.getLogger("test"), "run")
     peak = count_in_flight(loader.client, "create_customer")
     loader.load([new_customer(n) for n in range(1, 25)])
     pools = loader.client.session.get_adapter(sandbox.url).poolmanager.pools
@@ -257,7 +258,7 @@ def test_index_pages_are_read_concurrently_and_in_order(sandbox, tmp_path, monke
     sandbox.set_faults(latency_ms=30, no_links=not links)
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
-    loader = Loader(config, logging.getLogger("test"), "run")
+    loader = Loader(Settings.parse(config), logging.getLogger("test"), "run")
     peak = count_in_flight(loader.client, "_list_page")
     one_at_a_time = PiriodClient(sandbox.url, sandbox.token, pool_size=1)
     expected = [c["id"] for c in one_at_a_time.iter_customers({"ordering": "created"})]
