@@ -78,8 +78,6 @@ from target_piriod.index import CustomerIndex
 from target_piriod.keys import FILTERABLE, KeySpec, record_key
 from target_piriod.plan import UnverifiedMatch
 
-LOOKUPS = True  # False: every run reads the index (tests compare the two paths)
-
 INDEX_QUERY = {"ordering": "created"}
 Progress = Callable[[Iterator[dict]], Iterator[dict]]  # Report.indexing
 
@@ -99,6 +97,7 @@ class KeyLookups:
         self.mode: str | None = None  # "lookup" or "index" once a batch decided
         self.account: int | None = None  # the account's customers, from the index's page 1
         self.sent = 0  # requests spent on lookups, that page included
+        self.look_up_keys = True  # False: every batch reads the index (tests compare both)
         self._listing: tuple[Page, Iterator[Page]] | None = None  # the index's read, begun
         self._ids: set[str] = set()  # ids looked up (found or not)
         self._values: set[str] = set()  # normalised key values looked up
@@ -156,7 +155,7 @@ class KeyLookups:
 
     def _index_reason(self, records: int, unfilterable: bool, cost: int) -> str | None:
         """Return why this batch must use the index, or None to look its keys up."""
-        if not LOOKUPS:
+        if not self.look_up_keys:
             return "key lookups are switched off"
         if records >= self.full_batch:
             return f"a full batch ({records} records): the load may be large"
