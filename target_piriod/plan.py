@@ -1,7 +1,7 @@
 """Planning a batch: validate, key, merge, match and diff its records into actions.
 
 Planning decides, and does nothing: it reads customers and waits for writes in flight
-only through a ``Lookup`` (``target_piriod.lookup``), and returns the actions to take and
+only through a ``Lookup`` (the Loader's ``SettledLookup``), and returns the actions and
 the records it refused. So the rules of what a record means live here, testable alone:
 
 * a record failing the write schema is refused (``invalid``), one without a key too

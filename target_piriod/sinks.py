@@ -16,7 +16,7 @@ if t.TYPE_CHECKING:
 
 
 class CustomersSink(BatchSink):
-    """Upserts ``customers`` records into Piriod, one batch of at most 500 at a time.
+    """Upserts ``customers`` records into Piriod, a batch (500, or batch_size_rows) at a time.
 
     A bounded batch keeps memory flat and lets STATE advance during long loads; the
     writes inside a batch run concurrently in the Loader, and ``process_batch`` returns

@@ -15,6 +15,7 @@ from piriod.client import PiriodClient
 from piriod.retry import Throttle
 from piriod.retry import retry_after_seconds as _retry_after
 from piriod.schema import load_customers_schema
+from target_piriod.actions import Action, Kind
 from target_piriod.config import Settings
 from target_piriod.diff import changes_for, customer_shape, merge_payloads, to_code
 from target_piriod.index import CustomerIndex
@@ -22,6 +23,7 @@ from target_piriod.keys import ConfigError, KeySpec, record_key
 from target_piriod.loader import Loader
 from target_piriod.plan import Planner
 from target_piriod.records import PayloadValidator, to_payload, write_schema
+from target_piriod.write import CustomerWriter
 
 READ_ONLY = {"id", "aggregations", "contacts", "sources", "created", "updated"}
 
@@ -340,3 +342,17 @@ def test_held_states_come_out_in_order_once_their_records_are_handled():
     assert len(states) == 1
     states.hold({"p": 30}, 35)  # the same STATE again: passed on once
     assert states.ready(40) == {"p": 30} and states.ready(40) is None
+
+
+@pytest.mark.parametrize("kind", [Kind.UNCHANGED, Kind.SKIP])
+def test_a_kind_that_writes_nothing_is_never_sent_as_a_patch(kind):
+    """Only CREATE and UPDATE are writes: before Kind was closed, any other kind reaching
+    the writer became a PATCH. Now it is refused before any request."""
+    client = PiriodClient("http://127.0.0.1:9", "token", max_retries=0)
+    writer = CustomerWriter(client, KeySpec.parse("tax_id"), logging.getLogger("test"))
+    action = Action(kind, ("tax_id", "1"), [], {"name": "A"}, {"id": "cus_1", "name": "B"},
+                    changes={"name": "A"})
+    with pytest.raises(AssertionError, match=kind.value):
+        writer.write(action)
+    assert client.requests_sent == 0
+    client.close()
