@@ -89,6 +89,8 @@ class TargetPiriod(Target):
                 self.settings  # noqa: B018  # parsed (and cached) here, or refused
             except ConfigError as error:
                 raise ConfigValidationError(str(error), errors=[str(error)]) from error
+            except (TypeError, ValueError):
+                pass  # a value of the wrong type: the SDK's schema check below names it
         return super()._validate_config(raise_errors=raise_errors)
 
     @classmethod

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 from target_helpers import new_customer
 
 from piriod.client import PiriodClient
@@ -23,6 +24,7 @@ from target_piriod.keys import ConfigError, KeySpec, record_key
 from target_piriod.loader import Loader
 from target_piriod.plan import Planner
 from target_piriod.records import PayloadValidator, to_payload, write_schema
+from target_piriod.target import TargetPiriod
 from target_piriod.write import CustomerWriter
 
 READ_ONLY = {"id", "aggregations", "contacts", "sources", "created", "updated"}
@@ -356,3 +358,12 @@ def test_a_kind_that_writes_nothing_is_never_sent_as_a_patch(kind):
         writer.write(action)
     assert client.requests_sent == 0
     client.close()
+
+
+def test_a_setting_of_the_wrong_type_is_named_by_the_sdk_schema_check():
+    """Settings are parsed once, before the SDK's schema check: a value that cannot be
+    read must still reach that check (which names it), not end in a traceback."""
+    with pytest.raises(ConfigValidationError) as refused:
+        TargetPiriod(config={"auth_token": "t", "api_url": "http://127.0.0.1:9",
+                             "max_workers": "abc"}, validate_config=True)
+    assert any("max_workers" in error for error in refused.value.errors)
