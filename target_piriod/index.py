@@ -67,7 +67,9 @@ class CustomerIndex:
 
     def _unlink(self, customer_id: str, shaped: dict) -> None:
         value = self.spec.value_of(shaped)
-        ids = self._by_key.get(value) if value is not None else None
+        if value is None:
+            return
+        ids = self._by_key.get(value)
         if ids:
             rest = tuple(cid for cid in ids if cid != customer_id)
             if rest:

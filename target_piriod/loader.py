@@ -33,12 +33,13 @@ batches. The invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import click
+from typing_extensions import assert_never
 
 from piriod.client import PiriodClient
 from piriod.errors import (
@@ -49,14 +50,15 @@ from piriod.errors import (
     RetriesExhaustedError,
     StoppedError,
 )
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
+from target_piriod.actions import Action, Kind, Rejection
+from target_piriod.config import Settings
 from target_piriod.index import CustomerIndex
 from target_piriod.jsonsafe import abridge
-from target_piriod.keys import Key, KeySpec
+from target_piriod.keys import Key
 from target_piriod.lookup import KeyLookups
-from target_piriod.plan import MODES, Action, Planner
+from target_piriod.plan import MODES, Planner
 from target_piriod.plan_log import PlanFile
-from target_piriod.report import DeadLetterError, DeadLetterWriter, Rejection, Report, Summary
+from target_piriod.report import DeadLetterError, DeadLetterWriter, Report, Summary
 from target_piriod.sinks import CustomersSink
 from target_piriod.write import CustomerWriter, DryRun, Outcome, Writes
 
@@ -83,39 +85,33 @@ class _Batch:
 class Loader:
     """Upserts batches of customer records into Piriod."""
 
-    def __init__(self, config: Mapping[str, Any], logger: logging.Logger,
-                 run_id: str) -> None:
-        self.spec = KeySpec.parse(config.get("match_field") or "id")
-        self.dry_run = bool(config.get("dry_run"))
-        max_workers = max(1, int(config.get("max_workers") or 4))
+    def __init__(self, settings: Settings, logger: logging.Logger, run_id: str) -> None:
+        self.spec = settings.spec
+        self.dry_run = settings.dry_run
+        max_workers = settings.max_workers
         self.logger = logger
         self.client = PiriodClient(
-            check_api_url(config.get("api_url") or DEFAULT_API_URL),
-            clean_token(config.get("auth_token")),
-            timeout=float(config.get("request_timeout") or 30),
-            max_retries=int(config.get("max_retries", 5)),
-            user_agent=config.get("user_agent") or user_agent("target-piriod"),
+            settings.api_url, settings.auth_token, timeout=settings.request_timeout,
+            max_retries=settings.max_retries, user_agent=settings.user_agent,
             pool_size=max_workers, logger=logger)
-        dead_letters = DeadLetterWriter(
-            config.get("dead_letter_path") or "target-piriod-rejects.jsonl", run_id,
-            redact=self.client.redact)
+        dead_letters = DeadLetterWriter(settings.dead_letter_path, run_id,
+                                        redact=self.client.redact)
         try:
             dead_letters.check()  # before anything is read or written
         except DeadLetterError as error:
             raise LoadError(str(error)) from error
         self.report = Report(dead_letters, logger, dry_run=self.dry_run,
                              client_counts=self._client_counts, redact=self.client.redact)
-        plan_path = config.get("plan_path")
-        self.plan_file = PlanFile(plan_path, run_id, dry_run=self.dry_run,
-                                  redact=self.client.redact) if plan_path else None
-        self.planner = Planner(self.spec, config.get("mode") or "upsert",
-                               config.get("empty_values") or "ignore")
+        self.plan_file = PlanFile(settings.plan_path, run_id, dry_run=self.dry_run,
+                                  redact=self.client.redact) if settings.plan_path else None
+        self.planner = Planner(self.spec, settings.mode, settings.empty_values)
         self.writes: Writes | DryRun = DryRun(self._record, logger) if self.dry_run else \
             Writes(CustomerWriter(self.client, self.spec, logger), max_workers, self._record)
         self.lookups = KeyLookups(
             self.client, self.spec, logger, max_workers=max_workers,
-            full_batch=int(config.get("batch_size_rows") or CustomersSink.MAX_SIZE_DEFAULT),
+            full_batch=settings.batch_size_rows or CustomersSink.MAX_SIZE_DEFAULT,
             progress=self.report.indexing)
+        self.lookup = SettledLookup(self.lookups, self.writes)
         self.received = 0  # records handed to load(), in order
         self.handled = 0  # the first `handled` of them are wholly dealt with
         self._batches: dict[int, _Batch] = {}  # not wholly handled yet, oldest first
@@ -142,7 +138,7 @@ class Loader:
         earlier = self.writes.started()
         with self._load_errors():
             self.lookups.prepare(records)  # the index, or this batch's keys looked up
-            plan = self.planner.plan(records, self)
+            plan = self.planner.plan(records, self.lookup)
             for refusal in plan.refusals:
                 self.report.reject(refusal.records, refusal.key, refusal.rejection)
             for action in plan.actions:
@@ -243,13 +239,16 @@ class Loader:
 
     def _start(self, action: Action, batch: _Batch) -> None:
         """Count what needs no write; hand the rest to the writes."""
-        if action.kind == "unchanged":
-            self.summary.unchanged += 1
-        elif action.kind == "skip":
-            self.summary.skipped += 1
-        else:
-            batch.open += 1
-            self.writes.submit(action)
+        match action.kind:
+            case Kind.UNCHANGED:
+                self.summary.unchanged += 1
+            case Kind.SKIP:
+                self.summary.skipped += 1
+            case Kind.CREATE | Kind.UPDATE:
+                batch.open += 1
+                self.writes.submit(action)
+            case _:
+                assert_never(action.kind)
 
     def _record(self, action: Action, outcome: Outcome) -> None:
         """Count a finished write and update the index, or dead-letter its records."""
@@ -257,13 +256,13 @@ class Loader:
             self.report.reject(action.records, action.key, outcome)
         else:
             self.index.add(outcome)
-            if action.kind == "create":
+            if action.kind is Kind.CREATE:
                 self.summary.created += 1
-            else:
+            else:  # only creates and updates are written (_start)
                 self.summary.updated += 1
             if self.plan_file is not None:  # planned (dry run), or written and accepted
                 self.plan_file.write(action, outcome)
-            self.logger.debug("%sd customer %s (%s=%r)", action.kind, outcome["id"],
+            self.logger.debug("%sd customer %s (%s=%r)", action.kind.value, outcome["id"],
                               *action.key)
         self._batches[action.batch].open -= 1  # last: only what was recorded is handled
         self._advance()
@@ -279,20 +278,31 @@ class Loader:
     def _client_counts(self) -> tuple[int, int, int]:
         return self.client.requests_sent, self.client.retries, self.client.throttle.throttled
 
-    # -- the lookup planning uses (target_piriod.plan.Lookup) ----------------------------
-
     @property
     def index(self) -> CustomerIndex:
         """Return the run's customer index: the whole account, or what lookups found."""
         return self.lookups.index
 
+
+@dataclass
+class SettledLookup:
+    """What the planner may ask (``target_piriod.plan.Lookup``), answered for a run.
+
+    Customers come from the run's ``KeyLookups`` (the index, or keys looked up one by
+    one); a key or customer in a write in flight is first settled by the writes, so the
+    planner matches against what that write wrote.
+    """
+
+    customers: KeyLookups
+    writes: Writes | DryRun
+
     def customer(self, customer_id: str) -> dict | None:
         """Return a customer by id (see ``target_piriod.lookup``)."""
-        return self.lookups.customer(customer_id)
+        return self.customers.customer(customer_id)
 
     def customers_with(self, value: str) -> list[dict]:
         """Return the customers whose match key is ``value``."""
-        return self.lookups.customers_with(value)
+        return self.customers.customers_with(value)
 
     def wait_for_key(self, key: Key) -> None:
         """Return once no write in flight holds this match key (recording those that did)."""

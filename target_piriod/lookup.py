@@ -78,8 +78,6 @@ from target_piriod.index import CustomerIndex
 from target_piriod.keys import FILTERABLE, KeySpec, record_key
 from target_piriod.plan import UnverifiedMatch
 
-LOOKUPS = True  # False: every run reads the index (tests compare the two paths)
-
 INDEX_QUERY = {"ordering": "created"}
 Progress = Callable[[Iterator[dict]], Iterator[dict]]  # Report.indexing
 
@@ -99,6 +97,7 @@ class KeyLookups:
         self.mode: str | None = None  # "lookup" or "index" once a batch decided
         self.account: int | None = None  # the account's customers, from the index's page 1
         self.sent = 0  # requests spent on lookups, that page included
+        self.look_up_keys = True  # False: every batch reads the index (tests compare both)
         self._listing: tuple[Page, Iterator[Page]] | None = None  # the index's read, begun
         self._ids: set[str] = set()  # ids looked up (found or not)
         self._values: set[str] = set()  # normalised key values looked up
@@ -156,7 +155,7 @@ class KeyLookups:
 
     def _index_reason(self, records: int, unfilterable: bool, cost: int) -> str | None:
         """Return why this batch must use the index, or None to look its keys up."""
-        if not LOOKUPS:
+        if not self.look_up_keys:
             return "key lookups are switched off"
         if records >= self.full_batch:
             return f"a full batch ({records} records): the load may be large"
@@ -174,7 +173,7 @@ class KeyLookups:
             if self.sent + cost >= self._pages():
                 self._listing = (first, listing)  # the index's read goes on from page 2
             else:
-                listing.close()  # asks for no other page
+                _abandon(listing)  # asks for no other page
         if self.sent + cost >= self._pages():
             return (f"{self.sent + cost} lookup requests would cost as much as the index's "
                     f"{self._pages()} pages")
@@ -314,7 +313,7 @@ class KeyLookups:
         except ParametersRefusedError as error:
             return [], f"the server refuses the {field} filter ({error})"
         finally:
-            pages.close()  # an abandoned read asks for no further page
+            _abandon(pages)  # an abandoned read asks for no further page
         return found, None
 
     def _holds(self, customer: Any, value: str) -> bool:
@@ -386,6 +385,16 @@ class KeyLookups:
         """Tell whether the index holds this customer already (looked up or written)."""
         customer_id = customer.get("id") if isinstance(customer, dict) else None
         return isinstance(customer_id, str) and self.index.get(customer_id) is not None
+
+
+def _abandon(pages: Iterator[Page]) -> None:
+    """Close a page read left part-way, so that it asks for no further page.
+
+    ``PiriodClient.list_pages`` returns a generator, typed as the Iterator it is used as.
+    """
+    close = getattr(pages, "close", None)
+    if close is not None:
+        close()
 
 
 def sendable(text: str) -> bool:

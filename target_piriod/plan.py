@@ -1,7 +1,7 @@
 """Planning a batch: validate, key, merge, match and diff its records into actions.
 
 Planning decides, and does nothing: it reads customers and waits for writes in flight
-only through a ``Lookup`` (the ``Loader`` is one), and returns the actions to take and
+only through a ``Lookup`` (the Loader's ``SettledLookup``), and returns the actions and
 the records it refused. So the rules of what a record means live here, testable alone:
 
 * a record failing the write schema is refused (``invalid``), one without a key too
@@ -22,16 +22,26 @@ diffed against what that write wrote (see ``target_piriod.write``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import enum
 from functools import reduce
-from typing import Protocol
+from typing import Literal, Protocol
 
+from target_piriod.actions import Action, Item, Kind, Plan, Refusal, Rejection
 from target_piriod.diff import changes_for, merge_payloads
 from target_piriod.keys import Key, KeySpec, record_key
 from target_piriod.records import PayloadValidator, to_payload
-from target_piriod.report import Rejection
 
 MODES = ("upsert", "create_only", "update_only")
+
+
+class _Refused(enum.Enum):
+    """What matching returns for a key it refused (a typed sentinel: not a customer)."""
+
+    REFUSED = enum.auto()
+
+
+REFUSED = _Refused.REFUSED
+Match = dict | None | Literal[_Refused.REFUSED]  # a customer, no customer, or refused
 
 
 class UnverifiedMatch(Exception):
@@ -58,55 +68,6 @@ class Lookup(Protocol):
         """Return once no write in flight holds this customer; True if one did."""
 
 
-@dataclass
-class Item:
-    """One valid incoming record, its key and its write payload."""
-
-    record: dict
-    key: Key
-    payload: dict
-
-
-@dataclass
-class Action:
-    """What to do for one customer: create, update, unchanged or skip (create_only)."""
-
-    kind: str
-    key: Key
-    items: list[Item]
-    payload: dict
-    current: dict | None = None
-    changes: dict = field(default_factory=dict)
-    batch: int = 0  # the batch that planned it (the Loader counts handled records by batch)
-
-    @property
-    def records(self) -> list[dict]:
-        """Return the incoming records this action carries out."""
-        return [item.record for item in self.items]
-
-
-@dataclass
-class Refusal:
-    """Records that planning refused, with their key (if any) and why."""
-
-    records: list[dict]
-    key: Key | None
-    rejection: Rejection
-
-
-@dataclass
-class Plan:
-    """A planned batch: the actions to take, the refusals, and how many were merged."""
-
-    actions: list[Action] = field(default_factory=list)
-    refusals: list[Refusal] = field(default_factory=list)
-
-    @property
-    def merged(self) -> int:
-        """Return how many records were folded into another with the same key."""
-        return sum(len(action.items) - 1 for action in self.actions)
-
-
 class Planner:
     """Turns batches of records into plans, for one ``match_field`` and ``mode``."""
 
@@ -129,7 +90,7 @@ class Planner:
         for key, group in by_key.items():
             payload = reduce(merge_payloads, (item.payload for item in group))
             found = self._match_settled(key, group, payload, lookup, plan)
-            if found is False:
+            if found is REFUSED:
                 continue
             # Unmatched, but an earlier record of this batch gives that key to a customer
             # (the index does not know yet): that customer, not a new one.
@@ -142,7 +103,8 @@ class Planner:
                 earlier.items += group
                 earlier.payload = merge_payloads(earlier.payload, payload)
             else:
-                by_target[target] = Action("", key, list(group), payload, found or None)
+                by_target[target] = Action(Kind.CREATE, key, list(group), payload,
+                                           found or None)  # kind: see _decide
         for action in by_target.values():
             self._decide(action, plan)
         return plan
@@ -165,7 +127,7 @@ class Planner:
         return Item(record, key, payload)
 
     def _match_settled(self, key: Key, group: list[Item], payload: dict, lookup: Lookup,
-                       plan: Plan) -> dict | bool | None:
+                       plan: Plan) -> Match:
         """Match a key once no write in flight holds it, its match key or its customer."""
         lookup.wait_for_key(key)
         value = self.spec.match_value(payload)
@@ -173,33 +135,34 @@ class Planner:
             lookup.wait_for_key((self.spec.label, value))
         while True:
             found = self._match(key, group, lookup, plan)
-            if not found or not lookup.wait_for_customer(found["id"]):
+            if found is None or found is REFUSED or \
+                    not lookup.wait_for_customer(found["id"]):
                 return found
             # That customer was being written: match again against what was written.
 
     def _match(self, key: Key, group: list[Item], lookup: Lookup,
-               plan: Plan) -> dict | bool | None:
-        """Return the customer a key matches, None for no match, False if refused."""
+               plan: Plan) -> Match:
+        """Return the customer a key matches, None for no match, REFUSED if refused."""
         records = [item.record for item in group]
         if key[0] == "id":
             found = lookup.customer(key[1])
             if found is None:
                 plan.refusals.append(Refusal(records, key, Rejection(
                     "not_found", f"no customer has id {key[1]} (deleted?)", status=404)))
-                return False
+                return REFUSED
             return found
         try:
             matches = lookup.customers_with(key[1])
         except UnverifiedMatch as error:
             plan.refusals.append(Refusal(records, key, Rejection("unverified_match",
                                                                  str(error))))
-            return False
+            return REFUSED
         if len(matches) > 1:
             ids = ", ".join(customer["id"] for customer in matches)
             plan.refusals.append(Refusal(records, key, Rejection(
                 "ambiguous_match", f"{len(matches)} customers have {key[0]}={key[1]!r} "
                 f"({ids}); refusing to guess which one to update")))
-            return False
+            return REFUSED
         return matches[0] if matches else None
 
     def _decide(self, action: Action, plan: Plan) -> None:
@@ -210,10 +173,10 @@ class Planner:
                     "not_found", f"no customer has {action.key[0]}={action.key[1]!r} and "
                     "mode is update_only")))
                 return
-            action.kind = "create"
+            action.kind = Kind.CREATE
         elif self.mode == "create_only":
-            action.kind = "skip"
+            action.kind = Kind.SKIP
         else:
             action.changes = changes_for(action.current, action.payload)
-            action.kind = "update" if action.changes else "unchanged"
+            action.kind = Kind.UPDATE if action.changes else Kind.UNCHANGED
         plan.actions.append(action)

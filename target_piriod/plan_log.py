@@ -29,22 +29,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from target_piriod.actions import Kind
 from target_piriod.diff import creation_body
 
 if TYPE_CHECKING:
-    from target_piriod.plan import Action
+    from target_piriod.actions import Action
 
 
 def plan_entry(action: Action, customer_id: str | None) -> dict:
     """Return the run-independent part of a plan line: action, key, id, records, changes."""
-    if action.kind == "create":
+    if action.kind is Kind.CREATE:
         body = creation_body(action.payload)
         changes = {name: {"from": None, "to": body[name]} for name in sorted(body)}
     else:
         current = action.current or {}
         changes = {name: {"from": current.get(name), "to": action.changes[name]}
                    for name in sorted(action.changes)}
-    return {"action": action.kind, "key": {"field": action.key[0], "value": action.key[1]},
+    return {"action": action.kind.value, "key": {"field": action.key[0], "value": action.key[1]},
             "id": customer_id, "records": len(action.items), "changes": changes}
 
 
@@ -64,7 +65,7 @@ class PlanFile:
 
     def write(self, action: Action, outcome: dict) -> None:
         """Add the line of a create or update that was planned (dry run) or written."""
-        customer_id = None if self.dry_run and action.kind == "create" else outcome["id"]
+        customer_id = None if self.dry_run and action.kind is Kind.CREATE else outcome["id"]
         entry = {"run_id": self.run_id,
                  "at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                  "dry_run": self.dry_run, **plan_entry(action, customer_id)}

@@ -11,6 +11,10 @@ of ending the run.
 
 What a RECORD message lacks (``stream``, ``record``, a record that is an object) is not
 decided here: the target dead-letters such a record and goes on.
+
+``process_lines`` (the SDK's public hook; the target's ``listen`` is final) reads the
+input through the run's ``Stopper``, so that a signal stops the reading between lines,
+and hands the stop to ``on_stop`` (``target_piriod.signal_exit``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import io
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any, NoReturn
 
@@ -26,7 +31,9 @@ from singer_sdk.singerlib.encoding import SimpleSingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
 
+from piriod.errors import StoppedError
 from target_piriod.jsonsafe import quote
+from target_piriod.stopping import Interrupted, Stopper
 
 logger = logging.getLogger("target-piriod")  # the target's own logger (the SDK names it)
 
@@ -42,6 +49,8 @@ class InputReader(SimpleSingerReader):
         super().__init__()
         self.line_number = 0
         self.on_bad_line: Callable[[str], NoReturn] | None = None
+        self.stopper: Stopper | None = None  # the target's: a signal stops the reading
+        self.on_stop: Callable[[], NoReturn] | None = None  # then this ends the run
         self._unknown_types: set[str] = set()
 
     @property
@@ -56,6 +65,19 @@ class InputReader(SimpleSingerReader):
                 or stdin.errors != "surrogateescape"):
             stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
         return stdin
+
+    def process_lines(self, file_input: IO[str] | None,
+                      callbacks: dict[str, Callable[[dict], None]]) -> Counter[str]:
+        """Read and process the input; after a signal, stop through ``on_stop``."""
+        if self.stopper is None or self.on_stop is None:
+            return super().process_lines(file_input, callbacks)
+        self.stopper.listening = True
+        lines = self.stopper.lines(file_input or self.default_input)
+        try:
+            # The SDK only iterates its input: any iterable of lines does.
+            return super().process_lines(lines, callbacks)  # type: ignore[arg-type]
+        except (Interrupted, StoppedError):
+            self.on_stop()
 
     def deserialize_json(self, line: str) -> dict:
         """Parse one line; a line that is not a Singer message stops the run, named."""

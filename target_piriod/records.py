@@ -71,7 +71,7 @@ class PayloadValidator:
 # The keywords the fast check implements; a schema using any other is left to jsonschema.
 _FAST_KEYWORDS = {"type", "maxLength", "pattern", "format", "description",
                   "additionalProperties"}
-_FAST_TYPES = {"string": str, "object": dict, "null": type(None)}
+_FAST_TYPES: dict[str, type] = {"string": str, "object": dict, "null": type(None)}
 
 
 def _compile_fast_check(schema: dict, checker: jsonschema.FormatChecker,

@@ -22,20 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from target_piriod.actions import Rejection
 from target_piriod.jsonsafe import dumps_deep, shorten, shorten_values, strict_json
 from target_piriod.keys import Key
 
 PROGRESS_EVERY_SECONDS = 10.0  # a long load says how it is going this often
-
-
-@dataclass
-class Rejection:
-    """Why records were refused: by validation, by matching, or by the API (a 4xx)."""
-
-    reason: str
-    message: str
-    status: int | None = None
-    error: Any = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ if t.TYPE_CHECKING:
 
 
 class CustomersSink(BatchSink):
-    """Upserts ``customers`` records into Piriod, one batch of at most 500 at a time.
+    """Upserts ``customers`` records into Piriod, a batch (500, or batch_size_rows) at a time.
 
     A bounded batch keeps memory flat and lets STATE advance during long loads; the
     writes inside a batch run concurrently in the Loader, and ``process_batch`` returns
@@ -30,6 +30,7 @@ class CustomersSink(BatchSink):
     def __init__(self, target: Target, stream_name: str, schema: dict,
                  key_properties: Sequence[str] | None) -> None:
         super().__init__(target, stream_name, schema, key_properties)
+        # The SDK types target as Target; it is our TargetPiriod, which has the loader.
         self._loader: Loader = target.loader  # type: ignore[attr-defined]
 
     def get_validator(self) -> BaseJSONSchemaValidator | None:

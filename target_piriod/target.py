@@ -1,60 +1,48 @@
-"""target-piriod: upserts customer records into Piriod (reverse ETL), idempotently."""
+"""target-piriod: upserts customer records into Piriod (reverse ETL), idempotently.
+
+``TargetPiriod`` is the singer-sdk glue: it overrides the SDK's hooks and hands each job
+to the module that holds it:
+
+* ``target_piriod.config``: the settings, declared and parsed once;
+* ``target_piriod.routing``: ``customers`` to its sink, Meltano's test stream to
+  ``target_piriod.connection_test`` (also ``--test``), any other stream refused;
+* ``target_piriod.bad_input``: RECORDs with nothing to load, dead-lettered;
+* ``target_piriod.states``: STATE held until the records before it are handled;
+* ``target_piriod.stopping`` and ``target_piriod.signal_exit``: a signal's stop;
+* ``target_piriod.summary``: the summary line and the max_rejects verdict;
+* ``target_piriod.command_line``: expected failures end with their message alone.
+
+The records themselves go to the ``Loader`` (``target_piriod.loader``) through the sink.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import signal
-import sys
 import uuid
-from collections.abc import Iterable, Iterator
-from decimal import Decimal
 from functools import cached_property
 from types import FrameType
 from typing import Any, ClassVar, NoReturn
 
 import click
 from singer_sdk import Target
-from singer_sdk import typing as th
-from singer_sdk.exceptions import (
-    ConfigValidationError,
-    MappingError,
-    RecordsWithoutSchemaException,
-)
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import CapabilitiesEnum, PluginCapabilities
-from singer_sdk.mapper import RemoveRecordTransform
-from singer_sdk.metrics import get_metrics_logger
 from singer_sdk.plugin_base import _ConfigInput
 
-from piriod.errors import ConfigError, PiriodError, StoppedError
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, read_config_files
-from target_piriod.jsonsafe import quote
-from target_piriod.keys import KeySpec
-from target_piriod.loader import MODES, Loader, LoadError, Summary
+from piriod.errors import ConfigError, StoppedError
+from piriod.settings import read_config_files
+from target_piriod.bad_input import RecordBeforeSchemaError, bad_record
+from target_piriod.command_line import ended, read_input_as_utf8
+from target_piriod.config import CONFIG_SCHEMA, Settings
+from target_piriod.connection_test import add_test_option, check_connection
+from target_piriod.loader import Loader, LoadError
 from target_piriod.reader import InputReader
-from target_piriod.records import EMPTY_VALUES
+from target_piriod.routing import check_stream, dropped_by_maps, is_meltano_test
+from target_piriod.signal_exit import exit_after_signal
 from target_piriod.sinks import CustomersSink
 from target_piriod.states import HeldStates
 from target_piriod.stopping import Interrupted, Stopper
-
-STREAM = "customers"
-# What `meltano config test target-piriod` sends (Meltano 4: SCHEMA, RECORD, STATE), asking
-# loaders to write a test record. No fake customer goes to a billing system: the target
-# checks the credentials and the API with one read instead, and writes nothing.
-MELTANO_TEST_STREAM = "meltano_test_stream"
-
-
-class UnknownStreamError(click.ClickException):
-    """A stream other than ``customers`` reached the target unmapped."""
-
-
-class TooManyRejectsError(click.ClickException):
-    """More records were rejected than ``max_rejects`` allows."""
-
-
-class RecordBeforeSchemaError(LoadError, RecordsWithoutSchemaException):
-    """A RECORD for a stream that had no SCHEMA (the SDK's error, without a traceback)."""
+from target_piriod.summary import check_rejects, print_summary, summary_on_failure
 
 
 class TargetPiriod(Target):
@@ -69,75 +57,27 @@ class TargetPiriod(Target):
     capabilities: ClassVar[list[CapabilitiesEnum]] = [
         PluginCapabilities.ABOUT, PluginCapabilities.STREAM_MAPS,
         PluginCapabilities.STRUCTURED_LOGGING]
+    config_jsonschema = CONFIG_SCHEMA
 
-    config_jsonschema = th.PropertiesList(
-        th.Property("auth_token", th.StringType, required=True, secret=True,
-                    title="Auth token",
-                    description="Piriod API token, sent as 'Authorization: Bearer <token>'. "
-                                "Never logged, nor written to the dead-letter file."),
-        th.Property("api_url", th.StringType, default="https://api.piriod.com",
-                    title="API URL", description="Base URL of the Piriod API."),
-        th.Property("match_field", th.StringType, default="id", title="Match field",
-                    description="How records without a Piriod 'id' are matched to customers: "
-                                "'id' (records without an id are rejected), an attribute "
-                                "such as 'tax_id' or 'email', or 'metadata.<key>' for an "
-                                "external id kept in the customer's metadata. A record "
-                                "with an 'id' is always matched by it."),
-        th.Property("mode", th.StringType, default="upsert", allowed_values=list(MODES),
-                    title="Mode",
-                    description="'upsert' creates unmatched records and patches matched "
-                                "ones; 'create_only' never patches (matched records are "
-                                "skipped); 'update_only' never creates (unmatched records "
-                                "are rejected)."),
-        th.Property("dry_run", th.BooleanType, default=False, title="Dry run",
-                    description="Read and match, but send no writes and emit no STATE (so "
-                                "the orchestrator keeps its bookmark and the real run after "
-                                "it sends every record): report what would be created, "
-                                "updated, left unchanged and rejected."),
-        th.Property("empty_values", th.StringType, default="ignore",
-                    allowed_values=list(EMPTY_VALUES), title="Empty values",
-                    description="What an empty string (a blank CSV cell) in an attribute "
-                                "means: 'ignore' leaves the attribute as Piriod holds it; "
-                                "'clear' sets it to null. Never an invalid value."),
-        th.Property("plan_path", th.StringType, title="Plan path",
-                    description="JSONL file of the customers created or updated, one line "
-                                "each: key, id and, per attribute, the value before and "
-                                "after. With dry_run it is the plan to review (the file is "
-                                "replaced); without, an audit log of the writes Piriod "
-                                "accepted (appended to). Not set: no file."),
-        th.Property("dead_letter_path", th.StringType,
-                    default="target-piriod-rejects.jsonl", title="Dead-letter path",
-                    description="JSONL file that rejected records are appended to, each "
-                                "with its key, the reason and what the API answered."),
-        th.Property("max_rejects", th.IntegerType(minimum=0), default=0,
-                    title="Max rejects",
-                    description="The run exits non-zero if more records than this were "
-                                "rejected (they are in the dead-letter file either way)."),
-        th.Property("max_workers", th.IntegerType(minimum=1, maximum=64), default=4,
-                    title="Max workers",
-                    description="Concurrent write requests (threads over pooled keep-alive "
-                                "connections)."),
-        th.Property("request_timeout", th.NumberType(minimum=0.1), default=30,
-                    title="Request timeout", description="Seconds to wait for a response."),
-        th.Property("max_retries", th.IntegerType(minimum=0), default=5,
-                    title="Max retries",
-                    description="Retries of a request failing with 5xx, a timeout or a "
-                                "dropped connection (429s get a larger budget and honour "
-                                "Retry-After) before the run fails."),
-        th.Property("user_agent", th.StringType, title="User agent",
-                    description="User-Agent header of every request (default: "
-                                "target-piriod/<version>)."),
-    ).to_dict()
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.stopper = Stopper()  # first: the SDK's __init__ installs the signal handler
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
         if isinstance(self.message_reader, InputReader):
             self.message_reader.on_bad_line = self._stop_at_bad_line
+            self.message_reader.stopper = self.stopper
+            self.message_reader.on_stop = self._stop_after_signal
         self._failure_reported = False
+        self._connection_tested = False
         self.max_parallelism = 1  # one stream; its writes are concurrent in the Loader
         self.run_id = uuid.uuid4().hex[:12]
         self.states = HeldStates()
+
+    # -- settings and the command line (target_piriod.config, .command_line) -------------
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Return the settings, checked once (see ``target_piriod.config``)."""
+        return Settings.parse(self.config)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check the settings of our own before the SDK's schema, with their names and a fix.
@@ -146,18 +86,18 @@ class TargetPiriod(Target):
         """
         if raise_errors:
             try:
-                KeySpec.parse(self.config.get("match_field") or "id")
-                clean_token(self.config.get("auth_token"), self.name)
-                check_api_url(self.config.get("api_url") or DEFAULT_API_URL)
+                self.settings  # noqa: B018  # parsed (and cached) here, or refused
             except ConfigError as error:
                 raise ConfigValidationError(str(error), errors=[str(error)]) from error
+            except (TypeError, ValueError):
+                pass  # a value of the wrong type: the SDK's schema check below names it
         return super()._validate_config(raise_errors=raise_errors)
 
     @classmethod
-    def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: Any) -> None:
         """Run the target; an expected failure ends it with its message alone (``ended``)."""
         with ended():
-            super().invoke(**kwargs)  # type: ignore[arg-type]
+            super().invoke(**kwargs)
 
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option,
@@ -173,69 +113,16 @@ class TargetPiriod(Target):
         super().append_builtin_config(config_jsonschema)
         config_jsonschema["properties"].pop("load_method", None)
 
-    @cached_property
-    def loader(self) -> Loader:
-        """Return the run's Loader (HTTP client, customer index, writer threads)."""
-        loader = Loader(self.config, self.logger, self.run_id)
-        if self.stopper.signum is not None:  # a signal came while it was being built
-            loader.stop()
-        return loader
-
-    def get_sink_class(self, stream_name: str) -> type[CustomersSink]:
-        """Return the sink for ``customers``; refuse any other stream loudly."""
-        if stream_name == STREAM or self._dropped_by_maps(stream_name):
-            return CustomersSink
-        raise UnknownStreamError(
-            f"target-piriod loads only the '{STREAM}' stream, got '{stream_name}'. Map it "
-            f'with stream_maps, e.g. {{"stream_maps": {{"{stream_name}": '
-            f'{{"__alias__": "{STREAM}"}}}}}}, or drop it with {{"{stream_name}": null}}.')
-
-    def _dropped_by_maps(self, stream_name: str) -> bool:
-        maps = self.mapper.stream_maps.get(stream_name) or []
-        return bool(maps) and all(isinstance(m, RemoveRecordTransform) for m in maps)
-
-    # -- Meltano's connection test --------------------------------------------------------
-
-    def _is_meltano_test(self, stream_name: object) -> bool:
-        """Tell whether a stream is Meltano's test stream (unless stream_maps map it)."""
-        return stream_name == MELTANO_TEST_STREAM and \
-            stream_name not in (self.config.get("stream_maps") or {})
-
-    def _connection_test(self, what: str = "Meltano's connection test",
-                         outcome: str = "its test record is not written (a test writes "
-                                        "nothing to a billing system)") -> None:
-        """Check auth_token and api_url with one read; say so in one line; write nothing.
-
-        A wrong token or api_url stops the run with the LoadError naming the setting.
-        """
-        if getattr(self, "_connection_tested", False):
-            return
-        count = self.loader.check_access()
-        self._connection_tested = True
-        readable = "customers readable" if count is None else f"{count} customer(s) readable"
-        sys.stderr.write(f"target-piriod: {what}: Piriod at {self.loader.client.base_url} "
-                         f"accepted auth_token ({readable}); {outcome}\n")
-        sys.stderr.flush()
-
     @classmethod
     def get_singer_command(cls) -> click.Command:
-        """Add ``--test`` (the SDK has it for taps only) to the SDK's command line.
-
-        ``--input`` is read as standard input is (``InputReader.default_input``): UTF-8,
-        bytes that are not UTF-8 kept as surrogate escapes for their record's dead letter.
-        """
+        """Add ``--test`` (the SDK has it for taps only); read ``--input`` as UTF-8."""
         command = super().get_singer_command()
-        for param in command.params:
-            if param.name == "file_input":
-                param.type = click.File("r", encoding="utf-8", errors="surrogateescape")
-        command.params.append(click.Option(
-            ["--test"], is_flag=True, expose_value=False, callback=cls.cb_test,
-            help="Check auth_token and api_url with one read of the API and exit (1 with "
-                 "the setting to fix if they do not work); reads no input, writes nothing."))
+        read_input_as_utf8(command)
+        add_test_option(command, cls.cb_test)
         return command
 
     @classmethod
-    def cb_test(cls, ctx: click.Context, param: click.Option, value: bool) -> None:
+    def cb_test(cls, ctx: click.Context, param: click.Parameter, value: bool) -> None:
         """Run the connection test of ``--test`` and exit."""
         if not value:
             return
@@ -247,7 +134,42 @@ class TargetPiriod(Target):
             target.loader.client.close()
         ctx.exit()
 
-    # -- state and the end of the run ----------------------------------------------------
+    @cached_property
+    def loader(self) -> Loader:
+        """Return the run's Loader (HTTP client, customer index, writer threads)."""
+        loader = Loader(self.settings, self.logger, self.run_id)
+        if self.stopper.signum is not None:  # a signal came while it was being built
+            loader.stop()
+        return loader
+
+    # -- streams (target_piriod.routing, .connection_test) -------------------------------
+
+    def get_sink_class(self, stream_name: str) -> type[CustomersSink]:
+        """Return the sink for ``customers``; refuse any other stream loudly."""
+        check_stream(self.mapper, stream_name)
+        return CustomersSink
+
+    def _connection_test(self, what: str = "Meltano's connection test",
+                         outcome: str = "its test record is not written (a test writes "
+                                        "nothing to a billing system)") -> None:
+        """Check auth_token and api_url with one read, once; write nothing."""
+        if not self._connection_tested:
+            check_connection(self.loader, what, outcome)
+            self._connection_tested = True
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        """Register a schema; drain a sink it retires at once, so records stay in order.
+
+        The SDK keeps a retired sink's records until its next full drain, while the new
+        sink's full batches are loaded: the Loader would see later records first, and a
+        STATE's position (``_records_in``) would no longer say which records it covers.
+        """
+        if is_meltano_test(message_dict.get("stream"), self.config):
+            self._connection_test()
+            return
+        super()._process_schema_message(message_dict)
+        for sink in self._sinks_to_clear:
+            self.drain_one(sink)
 
     def _process_record_message(self, message_dict: dict) -> None:
         """Process a record; then pass on the STATEs whose records are all handled.
@@ -255,45 +177,30 @@ class TargetPiriod(Target):
         A full sink is drained here, and the Loader returns once the previous batch is
         written: the records before a held STATE may just have been handled.
         """
-        if self._is_meltano_test(message_dict.get("stream")):
+        if is_meltano_test(message_dict.get("stream"), self.config):
             return  # Meltano's test record: never written (see _connection_test)
-        with self._summary_on_failure():
+        with summary_on_failure(self._report_failure):
             if self._refused_message(message_dict):
                 return
             super()._process_record_message(message_dict)
             if self.states:
                 self._emit_ready_state()
 
-    # -- hostile input -------------------------------------------------------------------
+    # -- bad input (target_piriod.bad_input, target_piriod.reader) -----------------------
 
     def _refused_message(self, message: dict) -> bool:
-        """Dead-letter a RECORD that has no record to load (``invalid``); True if it did.
+        """Dead-letter a RECORD that has no record to load; True if it did.
 
-        A RECORD without a ``stream`` name, without a ``record``, or whose record is not
-        an object (an array, a string, null...) is rejected and the load goes on; a
-        RECORD for a stream that had no SCHEMA stops the run, like a line that is not a
-        Singer message (``_stop_at_bad_line``).
+        A RECORD for a stream that had no SCHEMA stops the run instead.
         """
-        stream, record = message.get("stream"), message.get("record")
-        if not isinstance(stream, str):
-            problem = "without 'stream'" if "stream" not in message else \
-                f"whose 'stream' is not a name ({quote(repr(stream))})"
-            self.loader.reject_input(record, f"{self._line()}: a RECORD message {problem}")
-            return True
-        if stream not in self.mapper.stream_maps:
-            self._stop_at_bad_line(f"{self._line()}: a RECORD for stream {quote(stream)} before "
-                                   "its SCHEMA", RecordBeforeSchemaError)
-        if self._dropped_by_maps(stream):
+        bad = bad_record(message, self._line, known=self.mapper.stream_maps,
+                         dropped=lambda stream: dropped_by_maps(self.mapper, stream))
+        if bad is None:
             return False
-        if "record" not in message:
-            self.loader.reject_input(None, f"{self._line()}: a RECORD message with no "
-                                           "'record'")
-            return True
-        if not isinstance(record, dict):
-            self.loader.reject_input(record, f"{self._line()}: the record is "
-                                             f"{_json_kind(record)}, not an object")
-            return True
-        return False
+        if bad.fatal:
+            self._stop_at_bad_line(bad.reason, RecordBeforeSchemaError)
+        self.loader.reject_input(bad.record, bad.reason)
+        return True
 
     def _line(self) -> str:
         """Name the input line being processed, for messages (only built when needed)."""
@@ -307,28 +214,18 @@ class TargetPiriod(Target):
         summary is printed, and the run exits 1 with the message; records after the last
         full batch are not written (a re-run from the last STATE sends them again).
         """
-        with self._summary_on_failure():
+        with summary_on_failure(self._report_failure):
             self.loader.flush()
             self._emit_ready_state()
             raise error(message)
 
-    def _process_schema_message(self, message_dict: dict) -> None:
-        """Register a schema; drain a sink it retires at once, so records stay in order.
-
-        The SDK keeps a retired sink's records until its next full drain, while the new
-        sink's full batches are loaded: the Loader would see later records first, and a
-        STATE's position (``_records_in``) would no longer say which records it covers.
-        """
-        if self._is_meltano_test(message_dict.get("stream")):
-            self._connection_test()
-            return
-        super()._process_schema_message(message_dict)
-        for sink in self._sinks_to_clear:
-            self.drain_one(sink)
+    # -- STATE (target_piriod.states) ----------------------------------------------------
 
     def _process_state_message(self, message_dict: dict) -> None:
-        """Hold a STATE until the records before it are handled (target_piriod.states)."""
-        self._assert_line_requires(message_dict, requires={"value"})
+        """Hold a STATE until the records before it are handled (target_piriod.states).
+
+        ``InputReader`` has already refused a STATE without ``value``.
+        """
         if not self.states.hold(message_dict["value"], self._records_in()):
             self.logger.warning("Ignoring an empty STATE message: passed on, it would make "
                                 "the next run start from nothing")
@@ -347,125 +244,44 @@ class TargetPiriod(Target):
         after the rehearsal would skip them. A dry run changes nothing, state included.
         """
         state = self.states.ready(self.loader.handled)
-        if state is not None and not self.config.get("dry_run"):
+        if state is not None and not self.settings.dry_run:
             self._write_state_message(state)
+
+    # -- the end of the run (target_piriod.summary) --------------------------------------
 
     def process_endofpipe(self) -> None:
         """Drain, flush, emit the last STATE, print the summary; fail on too many rejects."""
-        self.stopper.check()  # a signal during the last message: that batch is not loaded
-        with self._summary_on_failure():
-            super().process_endofpipe()
-            self.loader.flush()
-            self._emit_ready_state()
-        summary = self._report(self.loader.finish())
-        limit = int(self.config.get("max_rejects") or 0)
-        if summary.rejected > limit:
-            path = self.loader.report.dead_letters.path
-            raise TooManyRejectsError(
-                f"{summary.rejected} record(s) rejected, more than max_rejects={limit}; "
-                f"see {path} (lines with run_id {self.run_id}) for each one's reason: fix "
-                "them at the source and run again (the other records were loaded), or "
-                "raise max_rejects to accept them")
+        try:
+            self.stopper.check()  # a signal during the last message: that batch is not loaded
+            with summary_on_failure(self._report_failure):
+                super().process_endofpipe()
+                self.loader.flush()
+                self._emit_ready_state()
+        except (Interrupted, StoppedError):
+            self._stop_after_signal()
+        summary = print_summary(self.loader.finish(), self.run_id)
+        check_rejects(summary, self.settings.max_rejects,
+                      self.loader.report.dead_letters.path, self.run_id)
 
-    # -- signals (target_piriod.stopping) ------------------------------------------------
+    def _report_failure(self) -> None:
+        """Print the summary of a failed load: once, and only if the Loader started."""
+        if "loader" in vars(self) and not self._failure_reported:
+            self._failure_reported = True
+            print_summary(self.loader.finish(), self.run_id, failed=True)
+
+    # -- signals (target_piriod.stopping, target_piriod.signal_exit) ---------------------
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Replace the SDK's handler, which drained, wrote the latest STATE and exited 0."""
         loader = self.__dict__.get("loader")  # not built inside a signal handler
         self.stopper.handle(signum, loader.stop if loader is not None else _nothing)
 
-    def listen(self, file_input: Iterable[str] | None = None) -> None:  # type: ignore[override]
-        """Read and load the input; after a signal, stop as target_piriod.stopping says."""
-        source = file_input or self.message_reader.default_input
-        self.stopper.listening = True
-        try:
-            super().listen(self.stopper.lines(source))  # type: ignore[arg-type]
-        except (Interrupted, StoppedError):
-            self._stop_after_signal()
-
     def _stop_after_signal(self) -> NoReturn:
-        """Let writes in flight finish (bounded), pass on what STATE is true, exit 128+n."""
-        signum = self.stopper.signum or signal.SIGTERM
-        loader = self.loader
-        loader.stop()
-        loader.halt()
-        self._emit_ready_state()
-        self.logger.warning(
-            "Stopped by %s: %d of the %d records received were written or dead-lettered; "
-            "no STATE past them was passed on, and a re-run loads the rest",
-            signal.Signals(signum).name, loader.handled, loader.received)
-        self._report(loader.finish(), interrupted=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(128 + signum)  # not waiting for threads given up on
-
-    def _summary_on_failure(self) -> _SummaryOnFailure:
-        return _SummaryOnFailure(self)
-
-    def _report(self, summary: Summary, failed: bool = False,
-                interrupted: bool = False) -> Summary:
-        """Print the one-line summary on stderr and log it as an SDK metric."""
-        line = summary.line() + (" (run failed)" if failed else "") + (
-            " (interrupted)" if interrupted else "")
-        sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-        point = {"type": "summary", "metric": "target_piriod_summary",
-                 "value": summary.as_dict(), "tags": {"stream": STREAM, "run_id": self.run_id,
-                                                      "failed": failed,
-                                                      "interrupted": interrupted}}
-        get_metrics_logger().info("METRIC: %s", json.dumps(point, separators=(",", ":")))
-        return summary
-
-
-class _SummaryOnFailure:
-    """Context manager: when a load fails, still print the summary before the error."""
-
-    def __init__(self, target: TargetPiriod) -> None:
-        self.target = target
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: object) -> None:
-        # Once per run; not when the Loader itself could not start (nothing to report).
-        if isinstance(error, LoadError) and "loader" in vars(self.target) and \
-                not self.target._failure_reported:
-            self.target._failure_reported = True
-            self.target._report(self.target.loader.finish(), failed=True)
-
-
-@contextlib.contextmanager
-def ended() -> Iterator[None]:
-    """End an expected failure (a setting, the API) with its message alone, exit 1.
-
-    The message names the setting or request and what to do; a traceback would add
-    nothing for the person running the target. Load failures are already LoadErrors
-    (click prints their message); bugs still show their traceback.
-    """
-    try:
-        yield
-    except ConfigValidationError as error:
-        raise click.ClickException("; ".join(error.errors) or str(error)) from None
-    except PiriodError as error:
-        raise click.ClickException(str(error)) from None
-    except MappingError as error:  # a stream map the SDK cannot apply
-        raise click.ClickException(f"stream_maps: {error} (see "
-                                   "https://sdk.meltano.com/en/latest/stream_maps.html)") from None
-
-
-def _json_kind(value: Any) -> str:
-    """Return what a JSON value is, in JSON's words (``an array``, ``null``...)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "a number" if isinstance(value, int | float | Decimal) else \
-        f"a {type(value).__name__}"
+        """Stop as ``target_piriod.signal_exit`` says, with the summary ``(interrupted)``."""
+        exit_after_signal(
+            self.stopper.signum or signal.SIGTERM, self.loader,
+            emit_ready_state=self._emit_ready_state, logger=self.logger,
+            report=lambda summary: print_summary(summary, self.run_id, interrupted=True))
 
 
 def _nothing() -> None:

@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 
+from typing_extensions import assert_never
+
 from piriod.client import PiriodClient
 from piriod.errors import (
     ApiError,
@@ -32,10 +34,9 @@ from piriod.errors import (
     RetriesExhaustedError,
     StoppedError,
 )
+from target_piriod.actions import Action, Kind, Rejection
 from target_piriod.diff import changes_for, creation_body, customer_shape
 from target_piriod.keys import FILTERABLE, Key, KeySpec
-from target_piriod.plan import Action
-from target_piriod.report import Rejection
 
 Outcome = dict | Rejection  # the customer as the API returned it, or why it was refused
 Recorder = Callable[[Action, Outcome], None]
@@ -78,14 +79,20 @@ class CustomerWriter:
     def write(self, action: Action) -> Outcome:
         """Create or patch one customer; return it, or the API's reason for refusing."""
         try:
-            if action.kind == "create":
-                return self._create(action)
-            return self.client.update_customer(action.current["id"], action.changes)
+            match action.kind:
+                case Kind.CREATE:
+                    return self._create(action)
+                case Kind.UPDATE:
+                    return self.client.update_customer(action.customer_id, action.changes)
+                case Kind.UNCHANGED | Kind.SKIP:  # the Loader writes neither
+                    raise AssertionError(f"no write for a {action.kind.value} action")
+                case _:
+                    assert_never(action.kind)
         except AuthError:
             raise
         except ApiError as error:
-            if error.status == 404 and action.kind == "update":
-                return Rejection("not_found", f"customer {action.current['id']} no longer "
+            if error.status == 404 and action.kind is Kind.UPDATE:
+                return Rejection("not_found", f"customer {action.customer_id} no longer "
                                  "exists (deleted?)", error.status, error.body)
             return Rejection("api_rejected", str(error), error.status, error.body)
 
@@ -262,15 +269,20 @@ class DryRun:
 
     def submit(self, action: Action) -> None:
         """Record the customer the write would have produced."""
-        if action.kind == "create":
-            self._created += 1
-            self.logger.info("Dry run: would create %s=%r", *action.key)
-            self._record(action, {**creation_body(action.payload),
-                                  "id": f"dry-run-{self._created}"})
-        else:
-            self.logger.info("Dry run: would update %s with %s", action.current["id"],
-                             sorted(action.changes))
-            self._record(action, {**action.current, **action.changes})
+        match action.kind:
+            case Kind.CREATE:
+                self._created += 1
+                self.logger.info("Dry run: would create %s=%r", *action.key)
+                self._record(action, {**creation_body(action.payload),
+                                      "id": f"dry-run-{self._created}"})
+            case Kind.UPDATE:
+                self.logger.info("Dry run: would update %s with %s", action.customer_id,
+                                 sorted(action.changes))
+                self._record(action, {**(action.current or {}), **action.changes})
+            case Kind.UNCHANGED | Kind.SKIP:  # the Loader submits neither
+                raise AssertionError(f"no write for a {action.kind.value} action")
+            case _:
+                assert_never(action.kind)
 
     def started(self) -> list[Future]:
         """Return no writes: none is ever in flight."""

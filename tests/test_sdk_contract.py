@@ -109,8 +109,6 @@ MORE_HOOKS = [
     (Tap, "_handle_termination", ["signum", "frame"], TapPiriod),
     (Target, "_handle_termination", ["signum", "frame"], TargetPiriod),
     (GenericSingerReader, "_process_unknown_message", ["message_dict"], InputReader),
-    (Target, "_assert_line_requires", ["message_dict", "requires"], None),
-    (Target, "listen", ["file_input"], TargetPiriod),
 ]
 
 
@@ -132,11 +130,16 @@ def test_the_reader_sends_unknown_types_to_process_unknown_message():
 
 
 def test_the_target_still_listens_through_its_message_reader():
-    """TargetPiriod.listen (final in the SDK) wraps its input, then calls the SDK's listen,
-    which must still read it through process_lines and end with process_endofpipe."""
-    source = inspect.getsource(BaseSingerReader.listen)
-    assert "self.process_lines(file_input)" in source
-    assert "self.process_endofpipe()" in source
+    """InputReader.process_lines reads the input through the signal Stopper: the SDK's
+    listen (final) must still read through the message reader's process_lines, and end
+    with process_endofpipe (where the target catches a signal that came last)."""
+    assert "self.process_lines(file_input)" in inspect.getsource(BaseSingerReader.listen)
+    assert "self.process_endofpipe()" in inspect.getsource(BaseSingerReader.listen)
+    assert "self.message_reader.process_lines(" in inspect.getsource(
+        BaseSingerReader.process_lines)
+    hook = GenericSingerReader.process_lines
+    assert list(inspect.signature(hook).parameters)[1:] == ["file_input", "callbacks"]
+    assert "process_lines" in vars(InputReader)
 
 
 def test_the_streams_private_attributes_the_tap_reads():

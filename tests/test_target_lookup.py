@@ -21,7 +21,7 @@ from target_helpers import (
 )
 
 from piriod_sandbox import SandboxProcess
-from target_piriod import lookup
+from target_piriod.config import Settings
 from target_piriod.diff import WRITABLE
 from target_piriod.loader import Loader
 
@@ -58,7 +58,7 @@ def requests(sandbox: SandboxProcess, method: str | None = None) -> int:
 
 def make_loader(sandbox: SandboxProcess, tmp_path, **settings: object) -> Loader:
     config = target_config(sandbox, tmp_path, **{"match_field": "tax_id", **settings})
-    return Loader(config, logging.getLogger("test-lookup"), "run")
+    return Loader(Settings.parse(config), logging.getLogger("test-lookup"), "run")
 
 
 def load_batches(loader: Loader, *batches: list[dict]) -> None:
@@ -94,8 +94,7 @@ def test_ten_changes_are_looked_up_and_end_as_the_index_path(sandbox, tmp_path):
     assert len(looked_up) == SEED + 3
 
 
-def test_switched_off_lookups_read_the_index_to_the_same_end(sandbox, tmp_path,
-                                                               monkeypatch):
+def test_switched_off_lookups_read_the_index_to_the_same_end(sandbox, tmp_path):
     records = ten_changes(sandbox.customers())
     loader = make_loader(sandbox, tmp_path)
     load_batches(loader, records)
@@ -103,8 +102,8 @@ def test_switched_off_lookups_read_the_index_to_the_same_end(sandbox, tmp_path,
     looked_up = final_state(sandbox)
 
     sandbox.reset(SEED)
-    monkeypatch.setattr(lookup, "LOOKUPS", False)
     loader = make_loader(sandbox, tmp_path)
+    loader.lookups.look_up_keys = False
     load_batches(loader, records)
     assert loader.lookups.mode == "index" and len(loader.index) == SEED + 3
     assert requests(sandbox, "GET") == 30 + 1  # the pages, and the closing count
@@ -251,11 +250,11 @@ def test_metadata_keys_have_no_filter_and_read_the_index(sandbox, tmp_path):
 
 
 @pytest.mark.parametrize("lookups", [True, False], ids=["lookups", "index"])
-def test_an_id_that_is_not_utf8_is_no_customer(sandbox, tmp_path, monkeypatch, lookups):
+def test_an_id_that_is_not_utf8_is_no_customer(sandbox, tmp_path, lookups):
     # Bytes that were not UTF-8 reach the target as lone surrogates: no request can carry
     # them (the GET crashed the run), and no customer has such an id.
-    monkeypatch.setattr(lookup, "LOOKUPS", lookups)
     loader = make_loader(sandbox, tmp_path)
+    loader.lookups.look_up_keys = lookups
     load_batches(loader, [{"id": "\udcffcus", "phone": "+56 2 7"},
                           {"tax_id": "\udcff76-1", "name": "Bad Bytes SpA"}])
     assert loader.summary.rejected == 2 and sandbox.stats()["writes"] == 0

@@ -16,6 +16,7 @@ from collections import Counter
 from singer_sdk import Target
 from target_helpers import messages_for, new_customer, target_config
 
+from target_piriod.config import Settings
 from target_piriod.loader import Loader
 from target_piriod.target import TargetPiriod
 
@@ -51,8 +52,8 @@ class WriteLog:
 
 def make_loader(sandbox, tmp_path, **config) -> Loader:
     settings = {"match_field": "tax_id", "max_workers": 8, **config}
-    return Loader(target_config(sandbox, tmp_path, **settings), logging.getLogger("test"),
-                  "run")
+    return Loader(Settings.parse(target_config(sandbox, tmp_path, **settings)),
+                  logging.getLogger("test"), "run")
 
 
 def test_a_key_in_flight_is_written_again_only_after_its_write(sandbox, tmp_path):

@@ -9,18 +9,23 @@ import threading
 import time
 
 import pytest
+from singer_sdk.exceptions import ConfigValidationError
 from target_helpers import new_customer
 
 from piriod.client import PiriodClient
 from piriod.retry import Throttle
 from piriod.retry import retry_after_seconds as _retry_after
 from piriod.schema import load_customers_schema
+from target_piriod.actions import Action, Kind
+from target_piriod.config import Settings
 from target_piriod.diff import changes_for, customer_shape, merge_payloads, to_code
 from target_piriod.index import CustomerIndex
 from target_piriod.keys import ConfigError, KeySpec, record_key
 from target_piriod.loader import Loader
 from target_piriod.plan import Planner
 from target_piriod.records import PayloadValidator, to_payload, write_schema
+from target_piriod.target import TargetPiriod
+from target_piriod.write import CustomerWriter
 
 READ_ONLY = {"id", "aggregations", "contacts", "sources", "created", "updated"}
 
@@ -134,7 +139,7 @@ def test_client_follows_next_links_by_query_only(sandbox):
 def test_loader_sends_only_writable_changed_attributes(sandbox, tmp_path):
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl")}
-    loader = Loader(config, logging.getLogger("test"), "run")
+    loader = Loader(Settings.parse(config), logging.getLogger("test"), "run")
     sent: list[tuple[str, dict]] = []
     create, update = loader.client.create_customer, loader.client.update_customer
 
@@ -180,7 +185,7 @@ def test_writes_run_concurrently_over_reused_connections(sandbox, tmp_path):
     sandbox.set_faults(latency_ms=40)
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
-    loader = Loader(config, logging.getLogger("test"), "run")
+    loader = Loader(Settings.parse(config), logging.getLogger("test"), "run")
     peak = count_in_flight(loader.client, "create_customer")
     loader.load([new_customer(n) for n in range(1, 25)])
     pools = loader.client.session.get_adapter(sandbox.url).poolmanager.pools
@@ -257,7 +262,7 @@ def test_index_pages_are_read_concurrently_and_in_order(sandbox, tmp_path, monke
     sandbox.set_faults(latency_ms=30, no_links=not links)
     config = {"auth_token": sandbox.token, "api_url": sandbox.url, "match_field": "tax_id",
               "dead_letter_path": str(tmp_path / "rejects.jsonl"), "max_workers": 4}
-    loader = Loader(config, logging.getLogger("test"), "run")
+    loader = Loader(Settings.parse(config), logging.getLogger("test"), "run")
     peak = count_in_flight(loader.client, "_list_page")
     one_at_a_time = PiriodClient(sandbox.url, sandbox.token, pool_size=1)
     expected = [c["id"] for c in one_at_a_time.iter_customers({"ordering": "created"})]
@@ -302,7 +307,7 @@ def test_planning_alone_merges_matches_and_diffs():
         {"name": "no key"}, {"tax_id": "4", "email": "nope"},             # refused
         {"id": "zz"}, {"tax_id": "1", "phone": "1", "name": "A2"},        # not found; dup
     ], lookup)
-    kinds = {action.key: (action.kind, action.changes or action.payload)
+    kinds = {action.key: (action.kind.value, action.changes or action.payload)
              for action in plan.actions}
     assert kinds == {("tax_id", "1"): ("update", {"phone": "1", "name": "A2", "address": "x"}),
                      ("tax_id", "3"): ("create", {"tax_id": "3", "name": "New", "phone": "3"})}
@@ -321,7 +326,7 @@ def test_planning_modes(mode, kinds, refused):
     lookup = DictLookup(spec, [{"id": "a", "tax_id": "1", "name": "A"}])
     plan = Planner(spec, mode).plan([{"tax_id": "1", "name": "A" if refused else "B"},
                                      {"tax_id": "2", "name": "N"}], lookup)
-    assert {action.kind for action in plan.actions} == kinds
+    assert {action.kind.value for action in plan.actions} == kinds
     assert [refusal.rejection.reason for refusal in plan.refusals] == refused
 
 
@@ -339,3 +344,26 @@ def test_held_states_come_out_in_order_once_their_records_are_handled():
     assert len(states) == 1
     states.hold({"p": 30}, 35)  # the same STATE again: passed on once
     assert states.ready(40) == {"p": 30} and states.ready(40) is None
+
+
+@pytest.mark.parametrize("kind", [Kind.UNCHANGED, Kind.SKIP])
+def test_a_kind_that_writes_nothing_is_never_sent_as_a_patch(kind):
+    """Only CREATE and UPDATE are writes: before Kind was closed, any other kind reaching
+    the writer became a PATCH. Now it is refused before any request."""
+    client = PiriodClient("http://127.0.0.1:9", "token", max_retries=0)
+    writer = CustomerWriter(client, KeySpec.parse("tax_id"), logging.getLogger("test"))
+    action = Action(kind, ("tax_id", "1"), [], {"name": "A"}, {"id": "cus_1", "name": "B"},
+                    changes={"name": "A"})
+    with pytest.raises(AssertionError, match=kind.value):
+        writer.write(action)
+    assert client.requests_sent == 0
+    client.close()
+
+
+def test_a_setting_of_the_wrong_type_is_named_by_the_sdk_schema_check():
+    """Settings are parsed once, before the SDK's schema check: a value that cannot be
+    read must still reach that check (which names it), not end in a traceback."""
+    with pytest.raises(ConfigValidationError) as refused:
+        TargetPiriod(config={"auth_token": "t", "api_url": "http://127.0.0.1:9",
+                             "max_workers": "abc"}, validate_config=True)
+    assert any("max_workers" in error for error in refused.value.errors)
