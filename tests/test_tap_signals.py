@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 from tap_helpers import TAP, run_tap, tap_config, write_json
@@ -35,6 +34,17 @@ def wait_for_records(process: subprocess.Popen, count: int) -> list[bytes]:
         assert line, process.stderr.read().decode()[-2000:]
         lines.append(line)
     return lines
+
+
+def wait_for_stderr(process: subprocess.Popen, text: bytes) -> bytes:
+    """Read stderr up to the line holding ``text``; return what was read."""
+    read = b""
+    while True:
+        line = process.stderr.readline()
+        assert line, (read + process.stderr.read()).decode()[-2000:]
+        read += line
+        if text in line:
+            return read
 
 
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143),
@@ -77,9 +87,11 @@ def test_a_second_signal_exits_at_once(sandbox, tmp_path):
                                stderr=subprocess.PIPE)
     wait_for_records(process, 1)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    # The first signal has been handled once the tap says so; then send the second.
+    seen = wait_for_stderr(process, b"SIGTERM received: stopping after the page")
     process.send_signal(signal.SIGTERM)
     rest, stderr = finish(process)
+    stderr = seen + stderr
     assert process.returncode == 143, stderr.decode()[-2000:]
     # Either the first signal had already ended the run, or the second ended it at once.
     assert b"second SIGTERM" in stderr or b"stopped by SIGTERM" in stderr
