@@ -26,7 +26,7 @@ from piriod.settings import (
 )
 from piriod.signals import say
 from tap_piriod.output import FastSingerWriter
-from tap_piriod.streams import CustomersStream, parse_instant
+from tap_piriod.streams import STREAMS, PiriodStream, parse_instant
 
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -177,9 +177,9 @@ class TapPiriod(Tap):
         if self.stop_signal is not None:
             raise StoppedBySignal(self.stop_signal, emitted)
 
-    def discover_streams(self) -> list[CustomersStream]:
-        """Return the tap's streams."""
-        return [CustomersStream(self)]
+    def discover_streams(self) -> list[PiriodStream]:
+        """Return the tap's streams (``tap_piriod.streams.STREAMS``)."""
+        return [stream(self) for stream in STREAMS]
 
 
 @contextlib.contextmanager
