@@ -1,4 +1,4 @@
-"""The tap's one shortcut through private SDK code: building RECORD messages faster.
+"""Building RECORD messages faster, with the SDK's own (private) conformance rules.
 
 Each function here replaces an SDK routine that costs measurably more (the figures are
 in docs/benchmarks.md), and tests/test_tap_fast_records.py compares its output with the
