@@ -63,7 +63,7 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 
 
 class InvalidIdError(PiriodError, ValueError):
-    """A customer id that cannot be one path segment of ``/customers/{id}/``."""
+    """An id that cannot be one path segment of ``/<resource>/{id}/``."""
 
 
 @dataclass
@@ -76,7 +76,12 @@ class Answer:
 
 
 class PiriodClient:
-    """A thread-safe client for ``/customers/`` with pooled keep-alive connections."""
+    """A thread-safe client for the Piriod API with pooled keep-alive connections.
+
+    Reading takes the resource's path (``/customers/`` unless told otherwise): listing,
+    counting and fetching one by id work the same for every Piriod resource. Writing is
+    customers-only (the target's).
+    """
 
     def __init__(self, api_url: str, token: str, *, timeout: float = 30.0,
                  max_retries: int = 5, user_agent: str = "piriod-singer",
@@ -102,25 +107,31 @@ class PiriodClient:
     # -- the API -------------------------------------------------------------------------
 
     def list_pages(self, params: dict[str, Any] | None = None, *,
-                   max_workers: int | None = None) -> Iterator[Page]:
-        """Yield the pages of the customer list in order (rules: ``piriod.pages``)."""
+                   max_workers: int | None = None,
+                   path: str = CUSTOMERS_PATH) -> Iterator[Page]:
+        """Yield the pages of the list at ``path`` in order (rules: ``piriod.pages``)."""
         query = {"page_size": PAGE_SIZE, **(params or {})}
         workers = self.pool_size if max_workers is None else max_workers
-        return read_pages(self._list_page, query, max_workers=workers, logger=self.logger)
+
+        def fetch(query: dict[str, Any], number: int) -> Page:
+            return self._list_page(path, query, number)
+
+        return read_pages(fetch, query, max_workers=workers, logger=self.logger)
 
     def listing(self, params: dict[str, Any] | None = None, *,
-                max_workers: int | None = None) -> Listing:
-        """Return the customer list as a ``Listing``: read again while it moves under the read.
+                max_workers: int | None = None, path: str = CUSTOMERS_PATH) -> Listing:
+        """Return the list at ``path`` as a ``Listing``: read again while it moves.
 
-        Iterate it for the pages (each customer version once); then its ``settled`` says
+        Iterate it for the pages (each record version once); then its ``settled`` says
         whether the last pass saw the list hold still (rules: ``piriod.listing``).
         """
-        return Listing(lambda: self.list_pages(params, max_workers=max_workers),
-                       lambda: self.count(params), logger=self.logger)
+        return Listing(lambda: self.list_pages(params, max_workers=max_workers, path=path),
+                       lambda: self.count(params, path=path), logger=self.logger)
 
-    def count(self, params: dict[str, Any] | None = None) -> int | None:
-        """Return the ``count`` of a (filtered) list now, from a one-customer page."""
-        pages = self.list_pages({**(params or {}), "page_size": 1}, max_workers=1)
+    def count(self, params: dict[str, Any] | None = None, *,
+              path: str = CUSTOMERS_PATH) -> int | None:
+        """Return the ``count`` of a (filtered) list now, from a one-record page."""
+        pages = self.list_pages({**(params or {}), "page_size": 1}, max_workers=1, path=path)
         try:
             page = next(iter(pages))
         finally:
@@ -134,17 +145,21 @@ class PiriodClient:
             yield from page.results
 
     def get_customer(self, customer_id: str) -> dict | None:
-        """Return one customer, or None if the API does not know the id (404).
+        """Return one customer, or None if the API does not know the id (404)."""
+        return self.get_one(customer_id)
 
-        An id that cannot be a path segment (``..``, control characters) is no customer's:
+    def get_one(self, item_id: str, *, path: str = CUSTOMERS_PATH) -> dict | None:
+        """Return one record of the list at ``path``, or None if the API does not know it.
+
+        An id that cannot be a path segment (``..``, control characters) is no record's:
         None without a request, so that a caller rejects that record and goes on.
         """
         try:
-            path = customer_path(customer_id)
+            one = item_path(path, item_id)
         except InvalidIdError:
             return None
         try:
-            return self._call("GET", path).payload
+            return self._call("GET", one).payload
         except ApiError as error:
             if error.status == 404:
                 return None
@@ -182,9 +197,9 @@ class PiriodClient:
 
     # -- the retry loop ------------------------------------------------------------------
 
-    def _list_page(self, query: dict[str, Any], number: int) -> Page:
+    def _list_page(self, path: str, query: dict[str, Any], number: int) -> Page:
         try:
-            answer = self._call("GET", CUSTOMERS_PATH, params=query)
+            answer = self._call("GET", path, params=query)
         except RetriesExhaustedError as error:  # say which page: the run stops on it
             raise RetriesExhaustedError(f"page {number} of the listing: {error}") from None
         page = Page(number, answer.payload, answer.headers, answer.elapsed)
@@ -314,18 +329,24 @@ class PiriodClient:
 
 
 def customer_path(customer_id: str) -> str:
-    """Return ``/customers/{id}/`` with the id quoted as one path segment.
+    """Return ``/customers/{id}/`` with the id quoted as one path segment."""
+    return item_path(CUSTOMERS_PATH, customer_id)
+
+
+def item_path(path: str, item_id: str) -> str:
+    """Return ``{path}{id}/`` (``path`` a list's, e.g. ``/customers/``), the id quoted.
 
     A record id such as ``../invoices/inv1`` must not make an authenticated request
-    leave ``/customers/``.
+    leave ``path``.
     """
-    text = str(customer_id)
-    refused = InvalidIdError(f"{excerpt(text, 60)!r} cannot be a Piriod customer id")
+    text = str(item_id)
+    noun = "customer" if path == CUSTOMERS_PATH else f"{path.strip('/')} record"
+    refused = InvalidIdError(f"{excerpt(text, 60)!r} cannot be a Piriod {noun} id")
     if not text.strip() or text in (".", "..") or len(text) > MAX_ID_LENGTH or \
             any(ord(char) < 0x20 for char in text):
         raise refused
     try:
-        return f"{CUSTOMERS_PATH}{quote(text, safe='')}/"
+        return f"{path}{quote(text, safe='')}/"
     except UnicodeEncodeError:  # lone surrogates: bytes of the input that were not UTF-8
         raise refused from None
 

@@ -15,6 +15,11 @@ from pathlib import Path
 SCHEMA_NAME = "customers.json"
 
 
+def schemas_dir() -> Path:
+    """Return the directory of the streams' schemas (``<stream name>.json``)."""
+    return customers_schema_path().parent
+
+
 def customers_schema_path() -> Path:
     """Return the path of customers.json, preferring the copy packaged in the wheel."""
     packaged = Path(str(resources.files("piriod") / "schemas" / SCHEMA_NAME))

@@ -20,9 +20,11 @@ from __future__ import annotations
 import typing as t
 from collections import Counter
 
+from tap_piriod.mixin import StreamMixin
+
 if t.TYPE_CHECKING:
     import logging
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Generator, Iterable
 
     from singer_sdk.helpers.types import Context
 
@@ -58,7 +60,8 @@ def _records(count: int) -> str:
     return f"{count:,} record" + ("" if count == 1 else "s")
 
 
-def tally(records: Iterable[dict], schema: dict, logger: logging.Logger) -> Iterator[dict]:
+def tally(records: Iterable[dict], schema: dict,
+          logger: logging.Logger) -> Generator[dict, t.Any, None]:
     """Yield ``records`` unchanged; once they are exhausted, log the unknown names seen."""
     unknown = UnknownAttributes(schema)
     fits = unknown.known.issuperset  # iterates the record's keys in C: ~0.5 us a record
@@ -71,7 +74,7 @@ def tally(records: Iterable[dict], schema: dict, logger: logging.Logger) -> Iter
         logger.warning(line)
 
 
-class UnknownAttributeLog:
+class UnknownAttributeLog(StreamMixin):
     """Stream mixin: every record the stream syncs (RECORD or BATCH mode) goes by the tally.
 
     ``_sync_records`` is the SDK's (private) loop that both modes go through: RECORD mode
@@ -79,6 +82,6 @@ class UnknownAttributeLog:
     """
 
     def _sync_records(self, context: Context | None = None, *,
-                      write_messages: bool = True) -> Iterator[dict]:
-        records = super()._sync_records(context, write_messages=write_messages)  # type: ignore[misc]
-        return tally(records, self.effective_schema, self.logger)  # type: ignore[attr-defined]
+                      write_messages: bool = True) -> Generator[dict, t.Any, None]:
+        records = super()._sync_records(context, write_messages=write_messages)
+        return tally(records, self.effective_schema, self.logger)

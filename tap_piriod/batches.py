@@ -38,6 +38,7 @@ from uuid import uuid4
 from singer_sdk.batch import Batcher
 from singer_sdk.contrib.batch_encoder_jsonl import JSONLinesBatcher
 
+from tap_piriod.mixin import StreamMixin
 from tap_piriod.output import encode_message
 
 if t.TYPE_CHECKING:
@@ -70,6 +71,7 @@ def write_jsonl_batches(records: Iterable[dict], batch_config: BatchConfig, tap_
         filename = f"{prefix}{sync_id}-{number}.json.gz"
         with (storage.open(filename, "wb") as raw,
               gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL) as gz):
+            # ``first`` is a record here (not _END), which mypy cannot tell.
             _write_lines(gz, first, itertools.islice(records, size - 1))  # type: ignore[arg-type]
         yield [storage.get_url(filename)]
 
@@ -85,7 +87,7 @@ def _write_lines(gz: gzip.GzipFile, first: dict, rest: Iterable[dict]) -> None:
     gz.write(pending)
 
 
-class FastBatches:
+class FastBatches(StreamMixin):
     """Stream mixin: singer-sdk 0.54's ``Stream.get_batches``, streaming JSONL files.
 
     ``get_batches`` is the SDK's documented hook for custom batching; this one reads the
@@ -102,24 +104,23 @@ class FastBatches:
         deleted (target-postgres). Deletions need a full read in RECORD mode (the
         reconcile job); in BATCH mode the tap says so and sends nothing.
         """
-        if self.get_batch_config(self.config):  # type: ignore[attr-defined]
-            self.logger.warning(  # type: ignore[attr-defined]
+        if self.get_batch_config(self.config):
+            self.logger.warning(
                 "Not sending ACTIVATE_VERSION: this full read was written as BATCH files, "
                 "whose records carry no table version, so a loader would retire every "
                 "row. Customers deleted in Piriod are retired by a full read in RECORD "
                 "mode (batch_config unset), as the reconcile job does.")
             return
-        super()._write_activate_version_message(full_table_version)  # type: ignore[misc]
+        super()._write_activate_version_message(full_table_version)
 
     def get_batches(self, batch_config: BatchConfig, context: Context | None = None,
                     ) -> Iterator[tuple[BaseBatchFileEncoding, list[str]]]:
         """Yield (encoding, manifest) for each file, as the SDK's ``get_batches``."""
         encoding = batch_config.encoding
         if Batcher.get_batcher(encoding.format) is not JSONLinesBatcher:
-            yield from super().get_batches(batch_config, context)  # type: ignore[misc]
+            yield from super().get_batches(batch_config, context)
             return
-        records = self._sync_records(context, write_messages=False)  # type: ignore[attr-defined]
-        for manifest in write_jsonl_batches(records, batch_config,
-                                            self.tap_name,  # type: ignore[attr-defined]
-                                            self.name):  # type: ignore[attr-defined]
+        records = self._sync_records(context, write_messages=False)
+        for manifest in write_jsonl_batches(records, batch_config, self.tap_name,
+                                            self.name):
             yield encoding, manifest

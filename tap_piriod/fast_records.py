@@ -1,4 +1,4 @@
-"""The tap's one shortcut through private SDK code: building RECORD messages faster.
+"""Building RECORD messages faster, with the SDK's own (private) conformance rules.
 
 Each function here replaces an SDK routine that costs measurably more (the figures are
 in docs/benchmarks.md), and tests/test_tap_fast_records.py compares its output with the
@@ -29,6 +29,7 @@ Anything the compiler does not understand is handed to the SDK's function.
 from __future__ import annotations
 
 import typing as t
+from datetime import datetime, timezone
 from decimal import Decimal
 from math import isinf, isnan
 
@@ -43,22 +44,42 @@ from singer_sdk.helpers._typing import (
     is_object_type,
     is_uniform_list,
 )
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
+
+from tap_piriod.mixin import StreamMixin
 
 if t.TYPE_CHECKING:
     import logging
 
+    from singer_sdk.helpers.types import Record
+
 # Exact types a non-boolean primitive schema leaves untouched (see _conform_primitive_property:
 # none of them is a datetime, date, timedelta, time, bytes, float or Decimal).
-_UNCHANGED = frozenset({str, int, bool, type(None), dict, list})
+_UNCHANGED: frozenset[type] = frozenset({str, int, bool, type(None), dict, list})
 # Exact types _conform_primitive_property turns into None when NaN or infinite, whatever
 # the schema (it tests them before the boolean rule).
-_NUMBERS = frozenset({float, Decimal})
+_NUMBERS: frozenset[type] = frozenset({float, Decimal})
 _RECURSIVE = TypeConformanceLevel.RECURSIVE
 
-# Property kinds.
-_PRIMITIVE, _BOOLEAN, _LIST, _OBJECT = range(4)
+
+class _ItemPlan(t.NamedTuple):
+    """The ``items`` schema of a uniform list, its questions answered."""
+
+    is_object: bool  # is_object_type(schema)
+    schema: dict
+    plan: _ObjectPlan | None  # set when is_object and the schema has ``properties``
+    boolean: bool  # _is_exclusive_boolean_type(schema)
+
+
+class _PropertyPlan(t.NamedTuple):
+    """One property schema, its questions answered (unpacked by position when conforming)."""
+
+    uniform: bool  # is_uniform_list(schema): a list with a single ``items`` schema
+    obj: bool  # an object schema with ``properties``
+    boolean: bool  # _is_exclusive_boolean_type(schema)
+    schema: dict
+    items: _ItemPlan | None  # set when uniform
+    sub: _ObjectPlan | None  # set when obj
 
 
 class _ObjectPlan:
@@ -69,13 +90,13 @@ class _ObjectPlan:
     def __init__(self, schema: dict) -> None:
         self.schema = schema
         self.additional = bool(schema.get("additionalProperties"))
-        self.properties: dict[str, tuple] = {
+        self.properties: dict[str, _PropertyPlan] = {
             name: _property_plan(prop) for name, prop in schema["properties"].items()
         }
 
 
-def _property_plan(schema: dict) -> tuple:
-    """Return (kind, schema, list item plan or object plan) for one property schema."""
+def _property_plan(schema: dict) -> _PropertyPlan:
+    """Answer, once, the questions the SDK asks of ``schema`` for every value."""
     # The same questions, in the same order, as _conform_record_data_types asks them.
     uniform = bool(is_uniform_list(schema))
     obj = bool(is_object_type(schema)) and "properties" in schema
@@ -84,12 +105,12 @@ def _property_plan(schema: dict) -> tuple:
     if uniform:
         item_schema = schema["items"]
         item_object = bool(is_object_type(item_schema))
-        items = (item_object, item_schema,
-                 _ObjectPlan(item_schema) if item_object and "properties" in item_schema
-                 else None,
-                 bool(_is_exclusive_boolean_type(item_schema)))
-    return (uniform, obj, boolean, schema, items,
-            _ObjectPlan(schema) if obj else None)
+        items = _ItemPlan(item_object, item_schema,
+                          _ObjectPlan(item_schema)
+                          if item_object and "properties" in item_schema else None,
+                          bool(_is_exclusive_boolean_type(item_schema)))
+    return _PropertyPlan(uniform, obj, boolean, schema, items,
+                         _ObjectPlan(schema) if obj else None)
 
 
 def _keeps_json(plan: _ObjectPlan | None) -> bool:
@@ -102,10 +123,10 @@ def _keeps_json(plan: _ObjectPlan | None) -> bool:
     """
     if plan is None or not plan.additional:
         return False
-    for uniform, _obj, boolean, _schema, items, sub in plan.properties.values():
+    for _uniform, _obj, boolean, _schema, items, sub in plan.properties.values():
         if boolean or (sub is not None and not _keeps_json(sub)):
             return False
-        if uniform:
+        if items is not None:
             item_object, _item_schema, item_plan, item_boolean = items
             if item_boolean or (item_object and not _keeps_json(item_plan)):
                 return False
@@ -164,12 +185,12 @@ def _conform_object(record: dict, plan: _ObjectPlan, parent: str | None,
             else:
                 unmapped.append(name if parent is None else f"{parent}.{name}")
             continue
-        uniform, obj, boolean, schema, items, sub = prop
+        _uniform, _obj, boolean, schema, items, sub = prop
         kind = elem.__class__
-        if uniform and isinstance(elem, list):
+        if items is not None and isinstance(elem, list):  # items: set for uniform lists
             path = name if parent is None else f"{parent}.{name}"
             output[name] = _conform_list(elem, items, path, unmapped)
-        elif obj and isinstance(elem, dict):
+        elif sub is not None and isinstance(elem, dict):  # sub: set for objects
             path = name if parent is None else f"{parent}.{name}"
             output[name] = _conform_object(elem, sub, path, unmapped)
         elif not boolean and kind in _UNCHANGED:
@@ -181,9 +202,9 @@ def _conform_object(record: dict, plan: _ObjectPlan, parent: str | None,
     return output
 
 
-def _conform_list(elements: list, items: tuple, path: str, unmapped: list[str]) -> list:
+def _conform_list(elements: list[t.Any], items: _ItemPlan, path: str, unmapped: list[str]) -> list:
     item_object, item_schema, item_plan, boolean = items
-    output = []
+    output: list[t.Any] = []
     for item in elements:
         if item_object and isinstance(item, dict):
             if item_plan is not None:
@@ -195,14 +216,14 @@ def _conform_list(elements: list, items: tuple, path: str, unmapped: list[str]) 
                 output.append(conformed)
         elif not boolean and item.__class__ in _UNCHANGED:
             output.append(item)
-        elif item.__class__ in _NUMBERS:
-            output.append(None if isnan(item) or isinf(item) else item)
+        elif item.__class__ in _NUMBERS:  # a float or Decimal, which mypy cannot tell here
+            output.append(None if isnan(item) or isinf(item) else item)  # type: ignore[arg-type]
         else:
             output.append(_conform_primitive_property(item, item_schema))
     return output
 
 
-class FastRecordMessages:
+class FastRecordMessages(StreamMixin):
     """Stream mixin: ``_generate_record_messages`` as singer-sdk 0.54's ``Stream``, faster.
 
     Same steps and results: drop deselected properties, conform types to the schema,
@@ -220,26 +241,27 @@ class FastRecordMessages:
     # them) skips conformance when the schema keeps such records as they are.
     records_are_json: bool = False
 
-    def _generate_record_messages(self, record: dict) -> t.Iterator[singer.RecordMessage]:
-        schema = self.effective_schema  # type: ignore[attr-defined]
-        mask = self.mask  # type: ignore[attr-defined]
+    def _generate_record_messages(self, record: Record,
+                                  ) -> t.Generator[singer.RecordMessage, None, None]:
+        schema = self.effective_schema
+        mask = self.mask
         if mask is not self._mask_seen:
             self._mask_seen, self._all_selected = mask, all(mask.values())
         if not self._all_selected:
-            pop_deselected_record_properties(record, self.schema, mask)  # type: ignore[attr-defined]
+            pop_deselected_record_properties(record, self.schema, mask)
         conformer = self._conformer
         if not (self.records_are_json and conformer is not None and conformer.keeps_json
                 and conformer.schema is schema
-                and self.TYPE_CONFORMANCE_LEVEL is _RECURSIVE):  # type: ignore[attr-defined]
+                and self.TYPE_CONFORMANCE_LEVEL is _RECURSIVE):
             record, self._conformer = conform_record(
-                conformer, record, schema, self.TYPE_CONFORMANCE_LEVEL,  # type: ignore[attr-defined]
-                self.name, self.logger)  # type: ignore[attr-defined]
-        for stream_map in self.stream_maps:  # type: ignore[attr-defined]
+                conformer, record, schema, self.TYPE_CONFORMANCE_LEVEL, self.name,
+                self.logger)
+        for stream_map in self.stream_maps:
             mapped_record = stream_map.transform(record)
             if mapped_record is not None:  # None: filtered out by the map
                 yield singer.RecordMessage(
                     stream=stream_map.stream_alias,
                     record=mapped_record,
-                    version=self._stream_version,  # type: ignore[attr-defined]
-                    time_extracted=utc_now(),
+                    version=self._stream_version,
+                    time_extracted=datetime.now(timezone.utc),
                 )

@@ -37,6 +37,8 @@ _RECORD = SingerMessageType.RECORD
 def _orjson_default(value: object) -> object:
     """Encode what simplejson's ``use_decimal``/``default`` encode; refuse anything else."""
     kind = type(value)
+    # ``kind is`` (faster than isinstance on this hot path) narrows nothing for mypy: the
+    # two ignores below are for a value known to be a Decimal, then a datetime.
     if kind is decimal.Decimal:
         if not value.is_finite():  # type: ignore[attr-defined]
             return None  # simplejson's ignore_nan

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import signal
-from typing import TYPE_CHECKING
+import typing as t
 
 import click
 from singer_sdk import Tap
@@ -26,9 +26,9 @@ from piriod.settings import (
 )
 from piriod.signals import say
 from tap_piriod.output import FastSingerWriter
-from tap_piriod.streams import CustomersStream, parse_instant
+from tap_piriod.streams import STREAMS, PiriodStream, parse_instant
 
-if TYPE_CHECKING:
+if t.TYPE_CHECKING:
     from collections.abc import Iterator
     from types import FrameType
 
@@ -77,7 +77,9 @@ class TapPiriod(Tap):
         th.Property("user_agent", th.StringType, title="User agent",
                     description="User-Agent header sent to the API (default: "
                                 "tap-piriod/<version>)."),
-        th.Property("request_timeout", th.NumberType(minimum=0.1), default=30,
+        # The SDK annotates ``minimum`` as int; JSON Schema takes any number, as we mean.
+        th.Property("request_timeout", th.NumberType(minimum=0.1),  # type: ignore[arg-type]
+                    default=30,
                     title="Request timeout",
                     description="Seconds to wait for a connection or a response before "
                                 "retrying the request."),
@@ -88,10 +90,10 @@ class TapPiriod(Tap):
                                 "have a larger budget)."),
     ).to_dict()
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         self.stop_signal: int | None = None
         self._clients: list[PiriodClient] = []
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        super().__init__(*args, **kwargs)
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Check the settings a sync needs, with their names and an example; not for discovery.
@@ -113,12 +115,12 @@ class TapPiriod(Tap):
         return super()._validate_config(raise_errors=raise_errors)
 
     @classmethod
-    def invoke(cls, **kwargs: object) -> None:  # type: ignore[override]
+    def invoke(cls, **kwargs: t.Any) -> None:
         """Run the tap; an expected failure ends it with its message alone (``ended``)."""
         with ended():
             for option in ("state", "catalog"):
                 kwargs[option] = _checked_json(option, kwargs.get(option))
-            super().invoke(**kwargs)  # type: ignore[arg-type]
+            super().invoke(**kwargs)
 
     @classmethod
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
@@ -175,9 +177,9 @@ class TapPiriod(Tap):
         if self.stop_signal is not None:
             raise StoppedBySignal(self.stop_signal, emitted)
 
-    def discover_streams(self) -> list[CustomersStream]:
-        """Return the tap's streams."""
-        return [CustomersStream(self)]
+    def discover_streams(self) -> list[PiriodStream]:
+        """Return the tap's streams (``tap_piriod.streams.STREAMS``)."""
+        return [stream(self) for stream in STREAMS]
 
 
 @contextlib.contextmanager
@@ -199,14 +201,14 @@ def ended() -> Iterator[None]:
                                    "https://sdk.meltano.com/en/latest/stream_maps.html)") from None
 
 
-def _checked_json(option: str, file: object) -> object:
+def _checked_json(option: str, file: t.IO[str] | None) -> t.IO[str] | None:
     """Return a ``--state``/``--catalog`` file unread if it holds a JSON object, else refuse it.
 
     The SDK would end a broken file with a traceback from its JSON parser.
     """
     if file is None:
         return None
-    text = file.read()  # type: ignore[attr-defined]
+    text = file.read()
     name = getattr(file, "name", option)
     try:
         value = json.loads(text)
@@ -226,7 +228,9 @@ class StoppedBySignal(click.ClickException):
         super().__init__(f"stopped by {signal.Signals(signum).name} after {emitted} records "
                          "(every one written whole); the bookmark did not move, so the "
                          "next run reads them again")
-        self.exit_code = 128 + signum
+        # click declares exit_code a ClassVar but reads it from the instance: ours
+        # depends on the signal.
+        self.exit_code = 128 + signum  # type: ignore[misc]
 
 
 def _check_start_date(value: object) -> None:

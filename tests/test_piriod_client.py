@@ -119,6 +119,21 @@ def test_requests_carry_the_token_json_and_quoted_parameters(api):
     assert path == "/customers/?page_size=100&email=a+b%40c.example"
 
 
+def test_reading_takes_the_lists_path(api):
+    """Listing, counting and fetching one by id go to the path given, not /customers/."""
+    client = PiriodClient(api, "tok")
+    pages = list(client.list_pages({"ordering": "created,id"}, max_workers=1,
+                                   path="/invoices/"))
+    assert client.count(path="/invoices/") == 1
+    assert client.get_one("inv 1", path="/invoices/") == {"count": 1, "next": None,
+                                                          "results": [{"id": "r1"}]}
+    assert client.get_one("..", path="/invoices/") is None  # no request: not an id
+    assert [page.results for page in pages] == [[{"id": "r1"}]]
+    assert [path for _, path, _, _ in _Api.seen] == [
+        "/invoices/?page_size=100&ordering=created%2Cid", "/invoices/?page_size=1",
+        "/invoices/inv%201/"]
+
+
 def test_a_get_follows_a_redirect_on_the_same_origin(api):
     client = PiriodClient(api, "tok")
     page = client._call("GET", "/old/").payload

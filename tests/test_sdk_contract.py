@@ -142,11 +142,11 @@ def test_the_target_still_listens_through_its_message_reader():
     assert "process_lines" in vars(InputReader)
 
 
-def test_the_streams_private_attributes_the_tap_reads():
-    """CustomersStream reads its tap (``_tap``) and its table version (``_stream_version``)."""
+def test_the_streams_private_attribute_the_tap_reads():
+    """The streams read their table version (``_stream_version``); their tap they keep."""
     tap = TapPiriod(config={"auth_token": "t", "api_url": "http://127.0.0.1:9"})
     stream = tap.streams["customers"]
-    assert stream._tap is tap
+    assert stream.piriod_tap is tap  # our own reference, not the SDK's private ``_tap``
     assert "_stream_version" in vars(stream)
     assert callable(tap.message_writer.write_message)
 
@@ -157,10 +157,9 @@ def test_config_input_keeps_the_shape_target_test_reads():
     assert "_ConfigInput" in inspect.getsource(PluginBase.cb_config)
 
 
-# Private helper functions imported from singer_sdk.helpers (by tap_piriod.fast_records and
-# tap_piriod.streams): (module, name, its parameters)
+# Private helper functions imported from singer_sdk.helpers (by tap_piriod.fast_records):
+# (module, name, its parameters)
 PRIVATE_FUNCTIONS = [
-    ("singer_sdk.helpers._util", "utc_now", []),
     ("singer_sdk.helpers._catalog", "pop_deselected_record_properties",
      ["record", "schema", "mask", "breadcrumb"]),
     ("singer_sdk.helpers._typing", "conform_record_data_types",

@@ -37,6 +37,17 @@ def wait_for_records(process: subprocess.Popen, count: int) -> list[bytes]:
     return lines
 
 
+def wait_for_stderr(process: subprocess.Popen, text: bytes) -> bytes:
+    """Read stderr up to the line holding ``text``; return what was read."""
+    read = b""
+    while True:
+        line = process.stderr.readline()
+        assert line, (read + process.stderr.read()).decode()[-2000:]
+        read += line
+        if text in line:
+            return read
+
+
 @pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143),
                                                     (signal.SIGINT, 130)])
 def test_a_signal_stops_between_pages_and_moves_nothing(sandbox, tmp_path, signum, exit_code):
@@ -69,19 +80,24 @@ def test_a_signal_stops_between_pages_and_moves_nothing(sandbox, tmp_path, signu
 
 
 def test_a_second_signal_exits_at_once(sandbox, tmp_path):
-    # Page 2 takes 8 s: the first signal waits for it, the second does not.
-    sandbox.set_faults(slow_ms=8000, script=[{"nth": 2, "fault": "slow"}])
+    # Page 1 takes 8 s: the first signal waits for it (a request in flight finishes), the
+    # second does not. The signals are sent on cue, not after a pause: the first once the
+    # sandbox holds page 1's request, the second once the tap says it took the first.
+    sandbox.reset_stats()
+    sandbox.set_faults(slow_ms=8000, script=[{"nth": 1, "fault": "slow"}])
     config = write_json(tmp_path, "config.json", tap_config(
         sandbox, page_size=20, max_workers=1, request_timeout=30))
     process = subprocess.Popen([*TAP, "--config", config], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE)
-    wait_for_records(process, 1)
+    while sandbox.stats()["requests"] < 1:  # waiting for a condition, not for a time
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    seen = wait_for_stderr(process, b"SIGTERM received: stopping after the page")
     process.send_signal(signal.SIGTERM)
     rest, stderr = finish(process)
+    stderr = seen + stderr
     assert process.returncode == 143, stderr.decode()[-2000:]
-    # Either the first signal had already ended the run, or the second ended it at once.
-    assert b"second SIGTERM" in stderr or b"stopped by SIGTERM" in stderr
+    assert b"second SIGTERM" in stderr
     assert b"Traceback" not in stderr
     assert all(b"replication_key_value" not in line for line in rest.splitlines())
