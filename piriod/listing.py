@@ -124,33 +124,34 @@ class Listing:
     def _one_pass(self, evidence: PassEvidence, versions: array) -> Iterator[Page]:
         """Yield one pass's pages, holding only versions no earlier pass yielded.
 
-        ``versions`` gets the hash of every customer version read (8 bytes each: a set
-        would cost ~70). A row that rows inserted before it pushed over a page edge comes
-        again at the start of the next page: a version the previous page held is a
-        repeat, counted and not yielded twice (a repeat further apart would show as a
-        distinct total above the count).
+        ``versions`` gets the hash of every customer version read (8 bytes each), kept
+        for the passes after this one. A row that rows inserted before it pushed over a
+        page edge comes again at the start of the next page; with pages fetched ahead and
+        out of order, deletes between two fetches can bring a row back several pages
+        later. Either is a repeat: counted, and never yielded twice. So this pass keeps
+        a set of what it read (~60 bytes a customer, freed when the pass ends): checking
+        only the previous page let a row pulled back two pages be emitted twice.
         """
-        pages, earlier, recent = 0, self._yielded, set()
+        pages, earlier, this_pass = 0, self._yielded, set()
         for page in self.read_pass():
             pages += 1
             count = _count(page.payload)
             if count is not None:
                 evidence.counts.append(count)
-            fresh, this_page = [], set()
+            fresh = []
             for customer in page.results:
                 version = hash((customer.get("id"), str(customer.get("updated"))))
                 versions.append(version)
-                if version in recent or version in this_page:
+                if version in this_pass:
                     evidence.repeats += 1
                     continue
-                this_page.add(version)
+                this_pass.add(version)
                 evidence.unique += 1
                 evidence.fingerprint = (evidence.fingerprint + version) & _BITS
                 if earlier and _holds(earlier, version):
                     self.repeats_skipped += 1
                     continue
                 fresh.append(customer)
-            recent = this_page
             payload = {**page.payload, "results": fresh} if isinstance(page.payload, dict) \
                 else fresh
             yield Page(page.number, payload, page.headers, page.elapsed)

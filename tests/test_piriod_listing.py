@@ -160,3 +160,16 @@ def test_a_page_that_vanishes_once_is_churn_every_time_an_error():
     broken.fetch = hole  # type: ignore[method-assign]
     with pytest.raises(ListingMovedError, match="page 2 of the listing vanished"):
         read(broken.listing(1))
+
+
+def test_a_row_that_comes_back_pages_later_is_yielded_once():
+    # 30 late inserts before the 4th request push page 1's rows into page 4: a repeat three
+    # pages apart (with pages fetched ahead, deletes bring rows back the same way). The old
+    # check against the previous page alone yielded c0001..c0009 twice.
+    moving = Moving(50, {4: insert_early(30)})
+    listing = moving.listing()
+    ids = Counter(row["id"] for page in listing for row in page.results)
+    assert [i for i, times in ids.items() if times > 1] == []
+    assert not listing.settled or listing.passes > 1
+    assert "read twice" in listing.churn
+    assert {row["id"] for row in moving.rows} <= set(ids)
