@@ -10,9 +10,10 @@ from __future__ import annotations
 import decimal
 import ipaddress
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from piriod.errors import ConfigError
@@ -32,6 +33,16 @@ def package_version() -> str:
 def user_agent(connector: str) -> str:
     """Return the default User-Agent of a connector, e.g. ``tap-piriod/0.1.0``."""
     return f"{connector}/{package_version()}"
+
+
+def setting(config: Mapping[str, Any], name: str, default: Any) -> Any:
+    """Return a setting, or its default when it is absent or null.
+
+    A config file (or an orchestrator) may write ``null`` for a setting left unset; the
+    SDK's schema lets it through, and ``int(None)`` would end the run in a traceback.
+    """
+    value = config.get(name)
+    return default if value is None else value
 
 
 def clean_token(token: object, connector: str = "") -> str:

@@ -53,6 +53,7 @@ from piriod.client import PiriodClient
 from piriod.errors import ParametersRefusedError, PiriodError, StoppedError
 from piriod.listing import Listing
 from piriod.pages import Page
+from piriod.settings import setting
 from tap_piriod.attributes import UnknownAttributeLog
 from tap_piriod.batches import FastBatches
 from tap_piriod.complete_read import STATE_KEY as COMPLETE_READ
@@ -130,7 +131,7 @@ class PiriodStream(FastRecordMessages, FastBatches, UnknownAttributeLog, Stream)
 
     def query(self) -> dict[str, t.Any]:
         """Ask for big pages in creation order, filtered by the bookmark if there is one."""
-        params: dict[str, t.Any] = {"page_size": self.config["page_size"],
+        params: dict[str, t.Any] = {"page_size": setting(self.config, "page_size", 100),
                                     "ordering": "created,id"}
         if self._since:
             params["updated__gte"] = self._since

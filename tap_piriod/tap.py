@@ -22,6 +22,7 @@ from piriod.settings import (
     check_api_url,
     clean_token,
     read_config_files,
+    setting,
     user_agent,
 )
 from piriod.signals import say
@@ -141,8 +142,8 @@ class TapPiriod(Tap):
         client = PiriodClient(
             check_api_url(self.config.get("api_url") or DEFAULT_API_URL),
             clean_token(self.config.get("auth_token")),
-            timeout=float(self.config["request_timeout"]),
-            max_retries=int(self.config["max_retries"]),
+            timeout=float(setting(self.config, "request_timeout", 30)),
+            max_retries=int(setting(self.config, "max_retries", 5)),
             user_agent=self.config.get("user_agent") or user_agent(NAME),
             pool_size=int(self.config.get("max_workers") or 1), decimals=True,
             logger=self.logger)

@@ -15,7 +15,7 @@ from typing import Any
 
 from singer_sdk import typing as th
 
-from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, user_agent
+from piriod.settings import DEFAULT_API_URL, check_api_url, clean_token, setting, user_agent
 from target_piriod.keys import KeySpec
 from target_piriod.plan import MODES
 from target_piriod.records import EMPTY_VALUES
@@ -117,7 +117,7 @@ class Settings:
             max_rejects=int(config.get("max_rejects") or 0),
             max_workers=max(1, int(config.get("max_workers") or 4)),
             request_timeout=float(config.get("request_timeout") or 30),
-            max_retries=int(config.get("max_retries", 5)),
+            max_retries=int(setting(config, "max_retries", 5)),
             user_agent=config.get("user_agent") or user_agent("target-piriod"),
             batch_size_rows=int(config["batch_size_rows"]) if config.get("batch_size_rows")
             else None)

@@ -196,3 +196,19 @@ def test_an_error_body_is_redacted_before_it_is_cut(body):
         client._classify("POST", "/customers/", None, _reply(400, text))
     for found in (transient.reason, str(refused.value), json.dumps(refused.value.body)):
         assert "tok-s3" not in found and "4f9a" not in found, found
+
+
+def test_a_null_setting_means_its_default_in_both_connectors():
+    # A config file or an orchestrator may write null for a setting left unset: int(None)
+    # used to end both connectors in a TypeError traceback.
+    from piriod.settings import setting
+    from tap_piriod.tap import TapPiriod
+    from target_piriod.config import Settings
+
+    assert setting({"max_retries": None}, "max_retries", 5) == 5
+    assert setting({"max_retries": 0}, "max_retries", 5) == 0  # 0 is a value, not unset
+    nulls = {"auth_token": "a-token", "api_url": "http://127.0.0.1:9",
+             "max_retries": None, "request_timeout": None}
+    client = TapPiriod(config=nulls, validate_config=False).piriod_client()
+    assert (client.max_retries, client.timeout) == (5, 30.0)
+    assert Settings.parse(nulls).max_retries == 5
