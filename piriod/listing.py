@@ -8,8 +8,8 @@ skips rows too. Nothing in one page says it happened, but a pass leaves evidence
 
 * every DRF page carries ``count``: pages of one pass that disagree, or a closing probe
   (``page_size=1`` of the same query, after the last page) that disagrees with them;
-* the same customer version read again at the start of the next page (rows shifted
-  right over a page edge);
+* the same customer version read twice in one pass (rows shifted over a page edge, or
+  pulled back pages later between two out-of-order fetches);
 * a page that vanished in the middle (``ListingMovedError`` from ``piriod.pages``);
 * a pass that read a number of customers other than ``count``, unless the pass before
   read exactly the same set (a server whose count is stably wrong, not a moving one).
@@ -17,9 +17,9 @@ skips rows too. Nothing in one page says it happened, but a pass leaves evidence
 A pass with none of these is *settled*: a snapshot as good as one query. A moved pass
 is followed by another, up to ``MAX_PASSES`` in all; ``Listing`` yields every customer
 version once per run (later passes skip what earlier ones yielded: a 64-bit hash of id
-and ``updated``, kept in a sorted array of 8 bytes per customer, only for the run), and
-then tells the caller
-whether the last pass settled, how many passes it took and what churn it saw. A settled
+and ``updated``, kept in a sorted array of 8 bytes per customer, only for the run; the
+pass being read also keeps a set of its own, ~85 bytes per customer), and then tells
+the caller whether the last pass settled, how many passes it took and what churn it saw. A settled
 quiet read costs one request more than the pages: the probe (none for a single page,
 which is one query).
 """
@@ -129,7 +129,7 @@ class Listing:
         page edge comes again at the start of the next page; with pages fetched ahead and
         out of order, deletes between two fetches can bring a row back several pages
         later. Either is a repeat: counted, and never yielded twice. So this pass keeps
-        a set of what it read (~60 bytes a customer, freed when the pass ends): checking
+        a set of what it read (~85 bytes a customer, freed when the pass ends): checking
         only the previous page let a row pulled back two pages be emitted twice.
         """
         pages, earlier, this_pass = 0, self._yielded, set()
