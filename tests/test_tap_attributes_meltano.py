@@ -10,10 +10,11 @@ is created and a full refresh fills it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
-from meltano_helpers import Meltano, installed_project, piriod_env, postgres_env
-from postgres_server import PostgresNotAvailable, PostgresServer
+from meltano_helpers import Meltano, installed_project, piriod_env, postgres_env, start_postgres
+from postgres_server import PostgresServer
 
 from piriod_sandbox import SandboxProcess
 
@@ -30,11 +31,8 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
 
 
 @pytest.fixture(scope="module")
-def postgres() -> PostgresServer:
-    try:
-        server = PostgresServer().start()
-    except PostgresNotAvailable as error:
-        pytest.fail(str(error))
+def postgres() -> Iterator[PostgresServer]:
+    server = start_postgres()
     yield server
     server.stop()
 
