@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from meltano_helpers import Meltano, installed_project, piriod_env, postgres_env
-from postgres_server import PostgresNotAvailable, PostgresServer
+from meltano_helpers import Meltano, installed_project, piriod_env, postgres_env, start_postgres
+from postgres_server import PostgresServer
 
 from piriod_sandbox import SandboxProcess
 
@@ -41,12 +42,9 @@ def meltano(tmp_path_factory: pytest.TempPathFactory) -> Meltano:
 
 
 @pytest.fixture(scope="module")
-def postgres() -> PostgresServer:
+def postgres() -> Iterator[PostgresServer]:
     """A private PostgreSQL server for the module (fails, never skips, if it can't start)."""
-    try:
-        server = PostgresServer().start()
-    except PostgresNotAvailable as error:
-        pytest.fail(str(error))
+    server = start_postgres()
     yield server
     server.stop()
 
